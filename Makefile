@@ -1,0 +1,54 @@
+# knife_repro: two commands do all the set-up.
+#   make repro  -- run the embedded default (offline, CPU)
+#   make test   -- export check, pytest, nbdev_test at smoke scale
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export PYTHONHASHSEED ?= 0
+
+.PHONY: install repro test export-check pytest nbtest bench paper clean
+
+$(STAMP): requirements.txt requirements-dev.txt setup.py settings.ini
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip 'setuptools<81' wheel
+	# torch first, pinned, so nothing else resolves another build
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+install: $(STAMP)
+
+repro: $(STAMP)
+	$(BIN)/python -m knife_repro.repro
+
+export-check: $(STAMP)
+	$(BIN)/nbdev_export
+	@if [ -n "$$(git status --porcelain -- knife_repro)" ]; then \
+	  echo "nbdev_export changed knife_repro/: export the notebooks and commit both"; \
+	  git status --porcelain -- knife_repro; git --no-pager diff --stat -- knife_repro; exit 1; fi
+	@echo "export check: knife_repro/ matches nbs/"
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+nbtest: $(STAMP)
+	$(BIN)/nbdev_test --n_workers 2 --timing
+
+test: export-check pytest nbtest
+
+bench: $(STAMP)
+	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+paper: $(STAMP)
+	$(BIN)/python -m knife_repro.sweep $(SWEEP) --scale paper $(ARGS)
+
+clean:
+	rm -rf $(VENV) .cache results/runs results/notebooks
