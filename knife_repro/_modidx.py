@@ -29,4 +29,6 @@ d = { 'settings': { 'branch': 'main',
                                   'knife_repro.core.run_record_path': ('core.html#run_record_path', 'knife_repro/core.py'),
                                   'knife_repro.core.seed_everything': ('core.html#seed_everything', 'knife_repro/core.py'),
                                   'knife_repro.core.timed': ('core.html#timed', 'knife_repro/core.py'),
-                                  'knife_repro.core.write_run_record': ('core.html#write_run_record', 'knife_repro/core.py')}}}
+                                  'knife_repro.core.write_run_record': ('core.html#write_run_record', 'knife_repro/core.py')},
+            'knife_repro.data.toy': { 'knife_repro.data.toy.load': ('toy.html#load', 'knife_repro/data/toy.py'),
+                                      'knife_repro.data.toy.toy_examples': ('toy.html#toy_examples', 'knife_repro/data/toy.py')}}}
