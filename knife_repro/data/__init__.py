@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 
 # %% auto #0
 __all__ = ['QA_COLUMNS', 'DATASETS', 'DataError', 'read_json', 'iter_jsonl', 'require', 'qa_features', 'qa_record', 'check_qa',
-           'load', 'pick_splits']
+           'file_sha256', 'fetch', 'load', 'pick_splits']
 
 # %% ../../nbs/09_data.ipynb #c5215e79
 class DataError(ValueError):
@@ -96,6 +96,35 @@ def check_qa(ds) -> None:
         assert not missing, f"split {name!r} lacks {missing}"
         for r in split.select(range(min(len(split), 50))):
             assert -1 <= r["answer"] < len(r["choices"]), r
+
+# %% ../../nbs/09_data.ipynb #6caf14c0
+def file_sha256(path: str | Path) -> str:
+    "The hex sha256 of a file."
+    import hashlib
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
+    return h.hexdigest()
+
+def fetch(url: str, dest: str | Path, sha256: str, timeout: float = 60.0) -> Path:
+    "Download `url` to `dest` unless it is already there; DataError on network failure or sha256 mismatch."
+    import os, shutil, urllib.error, urllib.request
+    dest = Path(dest)
+    if dest.is_file() and file_sha256(dest) == sha256: return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r, tmp.open("wb") as f:
+            shutil.copyfileobj(r, f)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"download failed from {url} ({e})", dest) from None
+    got = file_sha256(tmp)
+    if got != sha256:
+        tmp.unlink()
+        raise DataError(f"sha256 mismatch for {url}: expected {sha256}, got {got}; file not kept", dest, None, "sha256")
+    os.replace(tmp, dest)
+    return dest
 
 # %% ../../nbs/09_data.ipynb #23a23594
 DATASETS: dict[str, str] = {  # name -> module that defines `load(**options) -> DatasetDict`
