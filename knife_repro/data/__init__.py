@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 
 # %% auto #0
 __all__ = ['QA_COLUMNS', 'DATASETS', 'DataError', 'read_json', 'iter_jsonl', 'require', 'qa_features', 'qa_record', 'check_qa',
-           'file_sha256', 'fetch', 'load', 'pick_splits']
+           'dataset_dir', 'file_sha256', 'fetch', 'load', 'pick_splits']
 
 # %% ../../nbs/09_data.ipynb #c5215e79
 class DataError(ValueError):
@@ -96,6 +96,14 @@ def check_qa(ds) -> None:
         assert not missing, f"split {name!r} lacks {missing}"
         for r in split.select(range(min(len(split), 50))):
             assert -1 <= r["answer"] < len(r["choices"]), r
+
+# %% ../../nbs/09_data.ipynb #5e8301bc
+def dataset_dir(name: str, root: str | Path | None = None) -> Path:
+    "The folder of dataset `name`: `root/name`, `root` itself when it is that folder, else `data_root(name)/name`."
+    from knife_repro.core import data_root
+    if root is None: return data_root(name) / name
+    root = Path(root)
+    return root if root.name == name and not (root / name).is_dir() else root / name
 
 # %% ../../nbs/09_data.ipynb #6caf14c0
 def file_sha256(path: str | Path) -> str:

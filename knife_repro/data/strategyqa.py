@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 from ..core import data_root
-from . import DataError, fetch, file_sha256, pick_splits, qa_features, qa_record, read_json
+from . import DataError, dataset_dir, fetch, file_sha256, pick_splits, qa_features, qa_record, read_json
 
 # %% auto #0
 __all__ = ['NAME', 'CHOICES', 'FILES', 'OFFICIAL_ZIP', 'OFFICIAL_FILES', 'RATIONALE_FILES', 'VARIANTS', 'download',
@@ -70,10 +70,7 @@ def download(dest: str | Path | None = None, rationales: bool = True) -> Path:
 
 # %% ../../nbs/10_strategyqa.ipynb #adb64c21
 def _dir(root: str | Path | None, name: str = NAME) -> Path:
-    "The dataset folder: `root/name` (root = a data root), `root` itself if it is that folder, else `data_root(name)/name`."
-    if root is None: return data_root(name) / name
-    root = Path(root)
-    return root if root.name == name and not (root / name).is_dir() else root / name
+    return dataset_dir(name, root)
 
 def _need(rec, field: str, path: Path, i, types=object, where: str = "JSON list"):
     "`rec[field]` of record `i`, or a DataError naming file, record index and field."
