@@ -286,7 +286,7 @@ def train(models: Mapping[str, torch.nn.Module], loss_fn: Callable, train_data: 
                 acc.backward(loss / cfg.grad_accum)
             micro += 1
             st.tokens += _count_tokens(batch)
-            logs_acc["loss"] = logs_acc.get("loss", 0.0) + float(loss) / cfg.grad_accum
+            logs_acc["loss"] = logs_acc.get("loss", 0.0) + float(loss.detach()) / cfg.grad_accum
             for k, v in (logs or {}).items():
                 logs_acc[k] = logs_acc.get(k, 0.0) + float(v) / cfg.grad_accum
             if not sync:
