@@ -86,7 +86,7 @@ def load(split: str | list[str] | None = None, root: str | Path | None = None, s
         if len(missing) == len(SPLIT_FILES):
             raise DataError(f"no MedQA split file found (looked for {', '.join(SPLIT_FILES.values())})", d, None, "split")
         if missing:
-            warnings.warn(f"MedQA: splits {missing} are missing under {d} (not in the shared data); "
+            warnings.warn(f"MedQA: splits {missing} are missing under {d} (the shared data has test only); "
                           "use smoke_from_test=True for pipeline checks", stacklevel=2)
         parts = {s: _read(d / f, s) for s, f in SPLIT_FILES.items() if s not in missing}
         desc = f"MedQA US 4-option; missing splits: {missing or 'none'}"
