@@ -5,7 +5,6 @@
 # %% ../../nbs/11_openbookqa.ipynb #8a60ad44
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 

@@ -5,12 +5,10 @@
 # %% ../../nbs/10_strategyqa.ipynb #f285433b
 from __future__ import annotations
 
-import json
 import random
 import warnings
 from pathlib import Path
 
-from ..core import data_root
 from . import DataError, dataset_dir, fetch, file_sha256, pick_splits, qa_features, qa_record, read_json
 
 # %% auto #0
@@ -69,9 +67,6 @@ def download(dest: str | Path | None = None, rationales: bool = True) -> Path:
     return dest
 
 # %% ../../nbs/10_strategyqa.ipynb #adb64c21
-def _dir(root: str | Path | None, name: str = NAME) -> Path:
-    return dataset_dir(name, root)
-
 def _need(rec, field: str, path: Path, i, types=object, where: str = "JSON list"):
     "`rec[field]` of record `i`, or a DataError naming file, record index and field."
     if not isinstance(rec, dict):
@@ -122,7 +117,7 @@ def _read_split(path: Path, labelled: bool = True) -> list[dict]:
 # %% ../../nbs/10_strategyqa.ipynb #a2ccef55
 def gpt3_rationales(root: str | Path | None = None) -> dict[str, list[tuple[str, int]]]:
     "Question text -> [(GPT-3 rationale, predicted answer index)] from MaRio's files; {} when absent."
-    try: base = _dir(root, "rationales") / "mario_INK-USC" / "strategyqa" / "gpt3"
+    try: base = dataset_dir("rationales", root) / "mario_INK-USC" / "strategyqa" / "gpt3"
     except FileNotFoundError: return {}
     out: dict[str, list[tuple[str, int]]] = {}
     for name in ("train_gpt3_responses.jsonl", "test_gpt3_responses.jsonl"):
@@ -165,7 +160,7 @@ def load(split: str | list[str] | None = None, variant: str = "eladsegal", root:
          val_fraction: float = 0.1, seed: int = 0, llm_rationales: bool = True):
     "StrategyQA as a DatasetDict; eladsegal: train/validation carved from train.json, test = dev.json (229)."
     from datasets import Dataset, DatasetDict
-    d = _dir(root)
+    d = dataset_dir(NAME, root)
     if variant == "eladsegal":
         train, val = _carve(_read_split(d / "train.json"), val_fraction, seed)
         parts = {"train": train, "validation": val, "test": _read_split(d / "dev.json")}
@@ -174,7 +169,7 @@ def load(split: str | list[str] | None = None, variant: str = "eladsegal", root:
         parts = {"train": _read_split(o / "strategyqa_train.json"),
                  "test": _read_split(o / "strategyqa_test.json", labelled=False)}
     elif variant == "mario":
-        m = _dir(root, "rationales") / "mario_INK-USC" / "strategyqa" / "raw"
+        m = dataset_dir("rationales", root) / "mario_INK-USC" / "strategyqa" / "raw"
         parts = {s: _read_split(m / f"strategyqa_processed_{f}.json")
                  for s, f in [("train", "train"), ("validation", "dev"), ("test", "test")]}
     else:
@@ -188,7 +183,7 @@ def load(split: str | list[str] | None = None, variant: str = "eladsegal", root:
 # %% ../../nbs/10_strategyqa.ipynb #b42d4be9
 def paragraphs(root: str | Path | None = None) -> list[dict]:
     "The 9,251 evidence paragraphs as [{id, title, section, content}], in file order."
-    path = _dir(root) / "official_release" / "strategyqa_train_paragraphs.json"
+    path = dataset_dir(NAME, root) / "official_release" / "strategyqa_train_paragraphs.json"
     data = read_json(path)
     if not isinstance(data, dict): raise DataError(f"expected one JSON object {{paragraph id: paragraph}}, got {type(data).__name__}", path)
     return [{"id": k, "title": _need(p, "title", path, repr(k), str, "JSON object"),
