@@ -90,7 +90,8 @@ def test_row_cap(db):
 
 
 def test_other_failures_use_the_same_error_type(db, tmp_path):
-    for sql, kind in [("SELEC 1", "syntax"), ("SELECT nope FROM singer", "error"), ("SELECT * FROM nope", "error")]:
+    for sql, kind in [("SELEC 1", "syntax"), ("SELECT nope FROM singer", "error"), ("SELECT * FROM nope", "error"),
+                      ("", "syntax"), (" ; ", "syntax"), ("-- comment only", "syntax")]:   # no query is no result
         with pytest.raises(SQLExecutionError) as e:
             execute(db, sql)
         assert e.value.kind == kind, (sql, e.value)

@@ -14,7 +14,9 @@ from . import DataError, dataset_dir, pick_splits, read_json, require
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SPLIT_FILES', 'spider_dir', 'db_path', 'Schema', 'load_schemas', 'serialize_schema', 'load', 'missing_dbs']
+__all__ = ['log', 'SPLIT_FILES', 'spider_dir', 'db_path', 'Schema', 'load_schemas', 'serialize_schema', 'load', 'missing_dbs',
+           'ERROR_KINDS', 'SQLExecutionError', 'SQLParts', 'evaluate', 'exact_set_diff', 'exact_set_match', 'execute',
+           'execution_match', 'hardness', 'results_match', 'sql_components', 'sql_parts']
 
 # %% ../../nbs/13_spider.ipynb #b3dea57c
 SPLIT_FILES = {"train": "train_spider.min.json", "validation": "dev.json"}
@@ -118,3 +120,5 @@ def missing_dbs(root: str | Path | None = None) -> list[str]:
 from .spider_eval import (  # noqa: E402  (re-exported)
     ERROR_KINDS, SQLExecutionError, SQLParts, evaluate, exact_set_diff, exact_set_match, execute,
     execution_match, hardness, results_match, sql_components, sql_parts)
+_all_ = ["ERROR_KINDS", "SQLExecutionError", "SQLParts", "evaluate", "exact_set_diff", "exact_set_match", "execute",
+         "execution_match", "hardness", "results_match", "sql_components", "sql_parts"]

@@ -76,6 +76,8 @@ def execute(db_path: str | Path, sql: str, timeout_s: float = 2.0, max_rows: int
             return timed_out
         conn.set_progress_handler(_past_deadline, 1000)
         cur = conn.execute(sql)
+        if cur.description is None:  # empty text, a comment, or a statement that returns nothing
+            raise SQLExecutionError("syntax", "not a query: no result columns", sql)
         rows: list[tuple] = []
         while batch := cur.fetchmany(1000):
             rows.extend(batch)
@@ -120,7 +122,7 @@ def has_top_level_order(sql: str) -> bool:
     "True when the query sorts its final result (ORDER BY outside subqueries)."
     try:
         tree = sqlglot.parse_one(sql, read="sqlite")
-    except sqlglot.errors.SqlglotError:
+    except Exception:  # unparsable: fall back to the text outside parentheses
         return bool(re.search(r"order\s+by", re.sub(r"\([^()]*\)", "", sql), re.I))
     return tree.args.get("order") is not None
 
@@ -303,10 +305,10 @@ def sql_parts(sql: str, schema: Any = None) -> SQLParts:
 def exact_set_diff(pred: str, gold: str, schema: Any = None) -> list[str]:
     "The components in which `pred` and `gold` differ ([] when they match); parse failures are named."
     try: g = sql_parts(gold, schema)
-    except (sqlglot.errors.SqlglotError, ValueError, RecursionError) as e:
+    except Exception as e:  # any parser failure (incl. recursion on deep nesting) is a non-match
         return [f"gold does not parse: {str(e).splitlines()[0][:200]}"]
     try: p = sql_parts(pred, schema)
-    except (sqlglot.errors.SqlglotError, ValueError, RecursionError) as e:
+    except Exception as e:  # any parser failure (incl. recursion on deep nesting) is a non-match
         return [f"prediction does not parse: {str(e).splitlines()[0][:200]}"]
     return [f.name for f in fields(SQLParts) if getattr(p, f.name) != getattr(g, f.name)]
 
