@@ -202,7 +202,7 @@ def train(models: Mapping[str, torch.nn.Module], loss_fn: Callable, train_data: 
     collate = collate or pad_collate
     if len(train_data) == 0:
         raise ValueError("train_data is empty")
-    lengths = list(lengths) if lengths is not None else [len(ex["input_ids"]) for ex in train_data]
+    lengths = list(lengths) if lengths is not None else [len(ex["input_ids"]) + len(ex.get("labels", ())) for ex in train_data]
     use_bf16 = opts.bf16 is True or (opts.bf16 == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     acc = Accelerator(mixed_precision="bf16" if use_bf16 else "no", cpu=not torch.cuda.is_available())
     trainable = _trainable(models)
