@@ -9,12 +9,10 @@ from __future__ import annotations
 import argparse
 import platform
 import re
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from knife_repro.data.spider import evaluate, load  # noqa: E402
 

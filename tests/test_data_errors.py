@@ -1,12 +1,9 @@
 "Bad input to the dataset loaders raises DataError naming the file, the line (or record index) and the field."
 import json
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, also when the editable install is stale
 
 from knife_repro.data import DataError, fetch, file_sha256, load
 from knife_repro.data import creak, medqa, openbookqa, strategyqa

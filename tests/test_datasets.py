@@ -2,13 +2,10 @@
 import collections
 import json
 import re
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, also when the editable install is stale
 
 from knife_repro.core import PROJECT_ROOT, DataNotFoundError, data_root
 from knife_repro.data import check_qa, file_sha256, load
