@@ -1,0 +1,94 @@
+"BM25 equals a straightforward implementation of the documented variant (idf, k1, b, tie order)."
+import json
+import math
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from knife_repro.retrieval import BM25Index, corpus_index, load_corpus, tokenize
+
+
+def reference_scores(docs, query, k1, b):
+    "Lucene BM25 written out: idf = ln(1 + (N - df + .5)/(df + .5)), tf/(tf + k1(1 - b + b dl/avgdl))."
+    toks = tokenize(docs)
+    N, avg = len(toks), sum(map(len, toks)) / len(toks)
+    df = Counter(t for d in toks for t in set(d))
+    out = []
+    for d in toks:
+        tf, s = Counter(d), 0.0
+        for t in tokenize([query])[0]:
+            if df[t] == 0: continue
+            idf = math.log(1 + (N - df[t] + 0.5) / (df[t] + 0.5))
+            s += idf * tf[t] / (tf[t] + k1 * (1 - b + b * len(d) / avg))
+        out.append(s)
+    return out
+
+
+def reference_topk(scores, k):
+    return [i for i in sorted(range(len(scores)), key=lambda i: (-scores[i], i)) if scores[i] > 0][:k]
+
+
+WORDS = "apple banana cherry river mountain sky blue green red stone wolf moon".split()
+
+
+def corpus(seed=0, n=40):
+    rnd = random.Random(seed)
+    docs = [" ".join(rnd.choice(WORDS) for _ in range(rnd.randint(1, 12))) for _ in range(n)]
+    return docs + docs[:5]          # exact duplicates: ties that only the tie rule orders
+
+
+@pytest.mark.parametrize("k1,b", [(0.9, 0.4), (1.5, 0.75), (1.2, 0.0)])
+def test_scores_and_topk_equal_reference(k1, b):
+    docs = corpus()
+    ix = BM25Index.build(docs, k1=k1, b=b, progress=False)
+    rnd = random.Random(1)
+    queries = [" ".join(rnd.choice(WORDS) for _ in range(rnd.randint(1, 4))) for _ in range(30)] + ["apple apple moon"]
+    got = ix.search(queries, k=7, batch_size=8, progress=False)
+    for q, hits in zip(queries, got):
+        ref = reference_scores(docs, q, k1, b)
+        assert np.allclose(ix.scores(q), ref, rtol=1e-5, atol=1e-6)
+        assert [i for i, _ in hits] == reference_topk(ref, 7), q
+        assert np.allclose([s for _, s in hits], [ref[i] for i, _ in hits], rtol=1e-5)
+
+
+def test_ties_in_corpus_order_and_zero_scores_excluded():
+    ix = BM25Index.build(["wolf moon", "sky", "wolf moon", "wolf moon", "river"], progress=False)
+    assert [i for i, _ in ix.search(["moon"], k=3, progress=False)[0]] == [0, 2, 3]
+    assert [i for i, _ in ix.search(["moon"], k=10, progress=False)[0]] == [0, 2, 3]
+    assert ix.search(["unseen words"], k=3, progress=False) == [[]]
+    assert np.allclose(ix.score_docs("moon", [4, 0]), ix.scores("moon")[[4, 0]])
+
+
+def test_index_persists(tmp_path):
+    docs = corpus(3)
+    ix = BM25Index.build(docs, ids=[f"d{i}" for i in range(len(docs))], progress=False)
+    ix.save(tmp_path / "ix")
+    ix2 = BM25Index.load(tmp_path / "ix")
+    assert ix2.ids == ix.ids and ix2.texts == docs and ix2.params == ix.params
+    for q in ["apple sky", "wolf red stone"]:
+        assert ix2.search([q], 5, progress=False) == ix.search([q], 5, progress=False)
+
+
+def test_user_jsonl_corpus_and_errors(tmp_path):
+    p = tmp_path / "kb.jsonl"
+    p.write_text(json.dumps({"id": "a", "text": "aspirin inhibits cyclooxygenase"}) + "\n"
+                 + json.dumps({"_id": "b", "title": "Heart", "contents": "the heart pumps blood"}) + "\n")
+    assert load_corpus(p) == [{"id": "a", "text": "aspirin inhibits cyclooxygenase"},
+                              {"id": "b", "text": "Heart. the heart pumps blood"}]
+    ix = corpus_index(p, tmp_path / "cache", progress=False)
+    assert ix.search(["heart blood"], 1, progress=False)[0][0][0] == 1
+    assert (tmp_path / "cache").is_dir() and corpus_index(p, tmp_path / "cache").ids == ["a", "b"]
+    bad = tmp_path / "bad.jsonl"; bad.write_text('{"id": 1}\n')
+    with pytest.raises(ValueError, match="line 1.*'text'"):
+        load_corpus(bad)
+    with pytest.raises(FileNotFoundError, match="corpus='nope'"):
+        load_corpus("nope")
+    with pytest.raises(ValueError, match="b=2"):
+        BM25Index(b=2)
+
+
+def test_real_knowledge_bases_sizes():
+    assert len(load_corpus("strategyqa")) == 9251
+    assert len(load_corpus("openbookqa")) == 1326
