@@ -6,6 +6,9 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PIP := set -o pipefail; $(BIN)/pip install -q
+# this machine's pip config lists index folders that may be absent: drop those warnings only
+QUIET := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
@@ -16,11 +19,11 @@ export PYTHONHASHSEED ?= 0
 
 $(STAMP): requirements.txt requirements-dev.txt setup.py settings.ini
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip 'setuptools<81' wheel
+	$(PIP) --upgrade pip 'setuptools<81' wheel $(QUIET)
 	# torch first, pinned, so nothing else resolves another build
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt
-	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(PIP) torch==2.13.0 $(QUIET)
+	$(PIP) -r requirements.txt -r requirements-dev.txt $(QUIET)
+	$(PIP) --no-deps --no-build-isolation -e . $(QUIET)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 

@@ -25,8 +25,8 @@ from typing import Any
 # %% auto #0
 __all__ = ['PROJECT_ROOT', 'RESULTS_DIR', 'RUNS_DIR', 'CACHE_DIR', 'DATASET_DIRS', 'SCALES', 'DataNotFoundError',
            'data_candidates', 'data_root', 'data_path', 'seed_everything', 'ConfigError', 'RunConfig',
-           'library_versions', 'git_commit', 'atomic_write_json', 'run_record_path', 'find_run', 'write_run_record',
-           'timed']
+           'library_versions', 'git_commit', 'atomic_write_json', 'run_record_path', 'find_run', 'is_main_process',
+           'write_run_record', 'timed']
 
 # %% ../nbs/00_core.ipynb #12acb2c4
 def _find_root() -> Path:
@@ -257,9 +257,14 @@ def find_run(cfg: RunConfig) -> dict | None:
     except json.JSONDecodeError as e:
         raise ValueError(f"{p}: corrupt run record ({e}); delete it to re-run") from None
 
+def is_main_process() -> bool:
+    "False in the non-zero ranks of a distributed launch (`accelerate launch`, torchrun)."
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
 def write_run_record(cfg: RunConfig, metrics: dict, *, per_seed: dict | None = None,
                      timings: dict | None = None, notes: list[str] | None = None, **extra) -> Path:
-    "Write the run record for `cfg` atomically; returns its path."
+    "Write the run record for `cfg` atomically (main process only); returns its path."
+    if not is_main_process(): return run_record_path(cfg)
     rec = {"run_id": cfg.run_id, "config": cfg.to_dict(), "metrics": metrics,
            "per_seed": per_seed or {str(cfg.seed): metrics}, "timings": timings or {},
            "notes": notes or [], "versions": library_versions(), "git": git_commit(),

@@ -93,6 +93,7 @@ class TrainState:
     train_seconds: float = 0.0
     history: list = field(default_factory=list)
     stopped_early: bool = False
+    processes: int = 1          # data-parallel processes (accelerate launch)
 
 @dataclass
 class TrainResult:
@@ -214,6 +215,7 @@ def train(models: Mapping[str, torch.nn.Module], loss_fn: Callable, train_data: 
     for m in frozen.values(): m.to(acc.device).eval()
     run_models = {**models, **wrapped}
     unwrapped = {k: acc.unwrap_model(m) for k, m in wrapped.items()}
+    eval_models = {**models, **unwrapped}   # evaluation needs no gradient sync, and sees `.config` etc.
 
     n_batches = len(length_grouped_batches(lengths, cfg.batch_size, cfg.seed, 0, group=opts.group_by_length,
                                            rank=acc.process_index, world=acc.num_processes))
@@ -245,12 +247,12 @@ def train(models: Mapping[str, torch.nn.Module], loss_fn: Callable, train_data: 
             shutil.rmtree(old, ignore_errors=True)
 
     def evaluate() -> dict:
-        for m in run_models.values(): m.eval()
+        for m in eval_models.values(): m.eval()
         metrics = {}
         if eval_data is not None:
-            metrics["eval_loss"] = eval_loss(run_models, loss_fn, eval_data, collate, cfg.batch_size, acc.device)
+            metrics["eval_loss"] = eval_loss(eval_models, loss_fn, eval_data, collate, cfg.batch_size, acc.device)
         if eval_fn is not None:
-            metrics.update(eval_fn(run_models))
+            metrics.update(eval_fn(eval_models))
         for m in wrapped.values(): m.train()
         if metrics and opts.metric_for_best in metrics:
             v = float(metrics[opts.metric_for_best])
@@ -268,6 +270,7 @@ def train(models: Mapping[str, torch.nn.Module], loss_fn: Callable, train_data: 
     bar = tqdm(total=total, initial=st.step, disable=(not opts.progress) if opts.progress is not None else None,
                desc="train", dynamic_ncols=True)
     for m in wrapped.values(): m.train()
+    st.processes = acc.num_processes
     done, metrics = st.step >= total, {}
     while not done and st.epoch < epochs:
         batches = length_grouped_batches(lengths, cfg.batch_size, cfg.seed, st.epoch, group=opts.group_by_length,
