@@ -1,0 +1,106 @@
+"Sweeps: parsing, resume after SIGKILL, failures, submitit's local executor, dry run."
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from knife_repro.core import ConfigError
+from knife_repro.sweep import load_sweep, plan, points, run_sweep
+
+
+def tiny_notebook(path: Path, body: str) -> Path:
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    p = nbformat.v4.new_code_cell('x = 1\noutput_dir = ""\nseed = 0\nscale = "smoke"')
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, str(path))
+    return path
+
+
+# each execution appends a line to runs-<x>-<seed>.log, then sleeps, then writes done-<x>-<seed>
+BODY = ("import time\nfrom pathlib import Path\n"
+        "with open(Path(output_dir, f'runs-{x}-{seed}.log'), 'a') as f: f.write('run\\n')\n"
+        "time.sleep(1.0)\nPath(output_dir, f'done-{x}-{seed}').write_text('ok')")
+
+
+def test_sweep_file_errors_name_the_file_and_key(tmp_path):
+    nb = tiny_notebook(tmp_path / "t.ipynb", "pass")
+    cases = {"grid: {x: 3}": "grid.x", "seeds: []": "seeds", "grid: {seed: [1]}": "set by the sweep",
+             "colour: red": "unknown keys", "scale: huge": "scale"}
+    for i, (extra, msg) in enumerate(cases.items()):
+        f = tmp_path / f"s{i}.yaml"; f.write_text(f"notebook: {nb}\n{extra}\n")
+        with pytest.raises(ConfigError, match=msg) as e:
+            load_sweep(f)
+        assert f.name in str(e.value)
+    (tmp_path / "m.yaml").write_text("notebook: nbs/none.ipynb\n")
+    with pytest.raises(ConfigError, match="not found"):
+        load_sweep(tmp_path / "m.yaml")
+
+
+def test_scale_overrides_and_stable_point_ids(tmp_path):
+    nb = tiny_notebook(tmp_path / "t.ipynb", "pass")
+    f = tmp_path / "s.yaml"
+    f.write_text(f"notebook: {nb}\nseeds: [0, 1, 2]\ngrid: {{x: [1, 2], model: [t5-base]}}\nfixed: {{epochs: 3}}\n"
+                 "scales: {smoke: {seeds: [0], grid: {model: [tiny-t5]}}}\n")
+    smoke, paper = load_sweep(f, "smoke"), load_sweep(f, "paper")
+    ps, pp = points(smoke, tmp_path), points(paper, tmp_path)
+    assert len(ps) == 2 and len(pp) == 6
+    assert {p["params"]["model"] for p in ps} == {"tiny-t5"} and all(p["params"]["epochs"] == 3 for p in ps)
+    assert [p["id"] for p in points(smoke, tmp_path / "elsewhere")] == [p["id"] for p in ps]
+
+
+def test_sigkill_then_rerun_finishes_and_loses_nothing(tmp_path):
+    nb = tiny_notebook(tmp_path / "t.ipynb", BODY)
+    f = tmp_path / "s.yaml"; f.write_text(f"notebook: {nb}\nseeds: [0, 1]\ngrid: {{x: [1, 2]}}\n")
+    out = tmp_path / "out"; out.mkdir()
+    cmd = [sys.executable, "-m", "knife_repro.sweep", str(f), "--output-dir", str(out)]
+    p = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    status_dir = out / "sweeps" / "s"
+    deadline = time.time() + 120
+    while not (status_dir.is_dir() and list(status_dir.glob("*.json"))):
+        assert time.time() < deadline and p.poll() is None, "no point finished"
+        time.sleep(0.2)
+    os.killpg(p.pid, signal.SIGKILL); p.wait()                 # the runner and its kernels
+    first = {s.name for s in status_dir.glob("*.json")}
+    assert 1 <= len(first) < 4
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    statuses = [json.loads(s.read_text()) for s in status_dir.glob("*.json")]
+    assert len(statuses) == 4 and all(s["status"] == "ok" for s in statuses)
+    assert len(list(out.glob("done-*"))) == 4
+    for st in statuses:   # a point finished before the kill ran once; nothing finished ran twice
+        x, seed = st["params"]["x"], st["params"]["seed"]
+        n = (out / f"runs-{x}-{seed}.log").read_text().count("run")
+        assert n == 1 or (n == 2 and f"{st['id']}.json" not in first)
+
+
+def test_failed_point_is_recorded_and_retried(tmp_path):
+    nb = tiny_notebook(tmp_path / "t.ipynb", "assert x != 2, 'two is bad'")
+    f = tmp_path / "s.yaml"; f.write_text(f"notebook: {nb}\ngrid: {{x: [1, 2]}}\n")
+    sw = load_sweep(f)
+    res = run_sweep(sw, tmp_path, log=lambda *a: None)
+    bad = [r for r in res if r["status"] == "failed"]
+    assert len(bad) == 1 and "two is bad" in bad[0]["traceback"]
+    assert [p["state"] for p in plan(sw, tmp_path)].count("failed") == 1
+
+
+def test_submitit_local_executor(tmp_path):
+    nb = tiny_notebook(tmp_path / "t.ipynb", "from pathlib import Path\nPath(output_dir, f'ok-{x}').write_text('1')")
+    f = tmp_path / "s.yaml"; f.write_text(f"notebook: {nb}\ngrid: {{x: [1, 2]}}\n")
+    res = run_sweep(load_sweep(f), tmp_path, executor="submitit-local", log=lambda *a: None)
+    assert sorted(r["status"] for r in res) == ["ok", "ok"] and len(list(tmp_path.glob("ok-*"))) == 2
+
+
+def test_dry_run_lists_points_and_cost(tmp_path):
+    nb = tiny_notebook(tmp_path / "t.ipynb", "pass")
+    f = tmp_path / "s.yaml"; f.write_text(f"notebook: {nb}\ngrid: {{x: [1, 2, 3]}}\ncost_s: {{smoke: 60}}\n")
+    lines = []
+    pl = run_sweep(load_sweep(f), tmp_path, dry_run=True, log=lines.append)
+    assert len(pl) == 3 and "3 to run" in lines[-1] and "~3.0 min" in lines[-1]
+    assert not (tmp_path / "sweeps").exists()                 # nothing ran
