@@ -66,7 +66,7 @@ def pad_collate(examples: Sequence[Mapping[str, Any]], pad_id: int = 0, left: bo
 @dataclass
 class TrainOptions:
     "Engine settings that are not part of a run's identity."
-    output_dir: str | Path | None = None    # checkpoints/ and best/ go here; None: no checkpoints
+    output_dir: str | Path | None = None    # checkpoints/ and best/ go here (one folder per run); None: none
     eval_steps: int = 0                      # evaluate every N optimiser steps; 0: at the end of every epoch
     save_steps: int = 0                      # checkpoint every N optimiser steps (plus every epoch end)
     keep_checkpoints: int = 2
@@ -74,6 +74,7 @@ class TrainOptions:
     greater_is_better: bool | None = None    # None: False for names containing 'loss', else True
     load_best: bool = True                   # end with the best weights loaded
     resume: bool = True                      # continue from the newest checkpoint in output_dir
+    cleanup: bool = True                     # delete checkpoints/ once training ends (best/ stays)
     group_by_length: bool = True
     bf16: str | bool = "auto"                # auto: bf16 on a GPU that supports it, fp32 on CPU
     log_steps: int = 10
@@ -94,6 +95,7 @@ class TrainState:
     history: list = field(default_factory=list)
     stopped_early: bool = False
     processes: int = 1          # data-parallel processes (accelerate launch)
+    run_id: str = ""            # the run the checkpoint belongs to: resuming another run's is an error
 
 @dataclass
 class TrainResult:
@@ -234,6 +236,10 @@ def train(models: Mapping[str, torch.nn.Module], loss_fn: Callable, train_data: 
         sched.load_state_dict(torch.load(ck / "scheduler.pt", weights_only=False))
         _set_rng_state(torch.load(ck / "rng.pt", weights_only=False))
         st = TrainState(**json.loads((ck / "state.json").read_text()))
+        if st.run_id and st.run_id != cfg.run_id:
+            raise ValueError(f"{ck}: checkpoint of run {st.run_id}, not of {cfg.run_id}; "
+                             f"use one output_dir per run (or resume=False)")
+    st.run_id = cfg.run_id
 
     def checkpoint():
         if out is None or not acc.is_main_process: return
@@ -327,9 +333,11 @@ def train(models: Mapping[str, torch.nn.Module], loss_fn: Callable, train_data: 
         metrics = evaluate(); evals = [h for h in st.history if h["kind"] == "eval"]
     elif evals:
         metrics = metrics or {k: v for k, v in evals[-1].items() if k not in ("kind", "step", "epoch")}
+    acc.wait_for_everyone()
     if opts.load_best and out is not None and st.best_step is not None and (out / "best").is_dir():
-        acc.wait_for_everyone()
         load_weights(unwrapped, out / "best")
+    if opts.cleanup and out is not None and acc.is_main_process:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
     best = next((h for h in evals if h["step"] == st.best_step), None)
     return TrainResult(state=st, final_metrics=metrics, best_metric=st.best_metric,
                        best_metrics={k: v for k, v in (best or {}).items() if k not in ("kind",)},

@@ -95,3 +95,16 @@ def test_optimisers_and_schedules(opt, sched):
     assert lrs[0] < lrs[1]                       # warm-up
     if sched == "linear": assert lrs[-1] < max(lrs)
     else: assert lrs[-1] == max(lrs)
+
+
+def test_checkpoints_are_cleaned_up_and_never_resumed_by_another_run(tmp_path):
+    models, tok, tr, ev = toy_task(7, n_train=32)
+    with pytest.raises(Killed):
+        def die(st, logs): raise Killed
+        train(models, lm_loss, tr, CFG, opts=TrainOptions(output_dir=tmp_path, save_steps=1, callbacks=[die]))
+    assert latest_checkpoint(tmp_path) is not None                       # a killed run keeps its checkpoint
+    with pytest.raises(ValueError, match="checkpoint of run"):
+        train(models, lm_loss, tr, CFG.replace(lr=1e-4), opts=TrainOptions(output_dir=tmp_path))
+    res = train(models, lm_loss, tr, CFG, eval_data=ev, opts=TrainOptions(output_dir=tmp_path))
+    assert res.state.step == CFG.epochs * 2                               # resumed, then finished
+    assert latest_checkpoint(tmp_path) is None and (tmp_path / "best" / "model.safetensors").is_file()
