@@ -29,26 +29,16 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py settings.ini
 
 install: $(STAMP)
 
-# Until the sweep runner lands, the embedded default executes every notebook at smoke
-# scale with papermill (outputs under results/notebooks/, run records under results/runs/)
-# and writes results/smoke/summary.md.
-REPRO_NBS ?= $(sort $(wildcard nbs/[0-9]*.ipynb))
+# The embedded default: the smoke sweep (every dataset and method notebook at smoke scale,
+# 2 workers; executed notebooks under results/notebooks/smoke/, one status per point under
+# results/sweeps/smoke/, run records under results/runs/), then the report. A failed point
+# makes `make repro` exit non-zero, but only after the summary is written.
 repro: $(STAMP)
-	@mkdir -p results/notebooks results/smoke
-	@echo "# make repro: smoke scale, $$(date -u +%FT%TZ)" > results/smoke/summary.md
-	@echo "" >> results/smoke/summary.md
-	@echo "| notebook | status | seconds |" >> results/smoke/summary.md
-	@echo "|---|---|---:|" >> results/smoke/summary.md
-	@t0=$$(date +%s); fail=0; for nb in $(REPRO_NBS); do \
-	  n=$$(basename $$nb); s=$$(date +%s); \
-	  if $(BIN)/papermill -k python3 --log-level WARNING $$nb results/notebooks/$$n -p scale smoke -p output_dir results \
-	       >results/notebooks/$$n.log 2>&1; \
-	  then st=ok; else st=FAILED; fail=1; fi; \
-	  echo "| $$n | $$st | $$(( $$(date +%s) - s )) |" | tee -a results/smoke/summary.md; \
-	done; \
-	echo "" >> results/smoke/summary.md; \
-	echo "Total: $$(( $$(date +%s) - t0 )) s. Run records: $$(ls results/runs/*.json 2>/dev/null | wc -l) in results/runs/." >> results/smoke/summary.md; \
-	echo "Summary: results/smoke/summary.md (executed notebooks in results/notebooks/)"; exit $$fail
+	@t0=$$(date +%s); st=0; \
+	$(BIN)/python -m knife_repro.sweep sweeps/smoke.yaml --workers 2 || st=$$?; \
+	$(BIN)/python -m knife_repro.report --out results/smoke || st=$$?; \
+	echo "make repro: $$(( $$(date +%s) - t0 )) s"; \
+	echo "Summary: results/smoke/summary.md"; exit $$st
 
 export-check: $(STAMP)
 	$(BIN)/nbdev_export
@@ -68,7 +58,9 @@ test: export-check pytest nbtest
 bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+# make paper SWEEP=sweeps/X.yaml [ARGS=--dry-run]: a paper-scale sweep (GPU and hub access expected)
 paper: $(STAMP)
+	@test -n "$(SWEEP)" || { echo "usage: make paper SWEEP=sweeps/<name>.yaml [ARGS=--dry-run]"; exit 2; }
 	$(BIN)/python -m knife_repro.sweep $(SWEEP) --scale paper $(ARGS)
 
 clean:

@@ -120,7 +120,11 @@ def _matches(df: pd.DataFrame, setting: str) -> pd.Series:
     for kv in filter(None, (s.strip() for s in setting.split(";"))):
         k, _, v = kv.partition("=")
         col = k if k in df.columns else f"flag.{k}"
-        ok &= df[col].astype(str).eq(v) if col in df.columns else False
+        if col not in df.columns: return pd.Series(False, index=df.index)
+        same = df[col].astype(str).eq(v)
+        try: same |= pd.to_numeric(df[col], errors="coerce").eq(float(v))   # 4 == 4.0 in a column with NaN
+        except ValueError: pass
+        ok &= same
     return ok
 
 # %% ../nbs/31_report.ipynb #f8b2d462

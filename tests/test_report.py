@@ -24,6 +24,7 @@ def runs(tmp_path):
         for s, a in enumerate(vals):
             _rec(tmp_path, m, d, s, {"accuracy": a, "accuracy_ci_low": a - 0.1, "accuracy_ci_high": a + 0.2, "n": 10})
     _rec(tmp_path, "knife", "strategyqa", 0, {"accuracy": 0.9}, alpha=0.5)           # another flag setting
+    _rec(tmp_path, "cd_spider", "spider", 0, {"teacher": 0.2}, k=4)
     _rec(tmp_path, "cd_addition", "addition", 0, {"teacher": 0.8, "post_distill": 0.6, "details": {"x": {"y": 3}}})
     _rec(tmp_path, "cd_addition", "addition", 1, {"teacher": 0.9, "post_distill": 0.7})
     return tmp_path / "runs"
@@ -31,7 +32,7 @@ def runs(tmp_path):
 
 def test_collect_is_tidy(runs):
     df = report.collect_runs(runs)
-    assert len(df) == 9 and df.run_id.is_unique
+    assert len(df) == 10 and df.run_id.is_unique
     assert {"method", "dataset", "model", "seed", "scale", "train_fraction", "flags", "accuracy"} <= set(df.columns)
     assert df["details.x.y"].dropna().tolist() == [3]                     # nested metrics flattened
     assert df.loc[df["flag.alpha"].notna(), "accuracy"].tolist() == [0.9]
@@ -57,7 +58,7 @@ def test_aggregate_grouping_keys_and_metric(runs):
     by_method = report.aggregate(df, by=["method"]).set_index("method")
     assert by_method.n.to_dict() == {"ft_io": 4, "knife": 3}
     assert math.isclose(by_method.loc["ft_io", "mean"], (0.5 + 0.6 + 0.7 + 0.3) / 4)
-    t = report.aggregate(df, by=["method", "dataset"], metric="teacher")
+    t = report.aggregate(df[df.method == "cd_addition"], by=["method", "dataset"], metric="teacher")
     assert t.n.tolist() == [2] and math.isclose(t["mean"].iloc[0], 0.85) and t.metric.iloc[0] == "teacher"
     assert report.aggregate(df, metric="no_such_metric").empty
 
@@ -70,6 +71,8 @@ def _ref(tmp_path):
         dict(paper="P", table="T1", dataset="strategyqa", model="t5-base", method="knife", metric="accuracy", value="", setting="", note="garbled"),
         dict(paper="P", table="T2", dataset="strategyqa", model="t5-base", method="knife", metric="accuracy", value="80", setting="alpha=0.5", note=""),
         dict(paper="P", table="T3", dataset="addition", model="t5-small", method="cd_addition", metric="teacher", value="93", setting="", note=""),
+        dict(paper="P", table="T4", dataset="spider", model="m", method="cd_spider", metric="teacher", value="27.7", setting="k=4", note=""),
+        dict(paper="P", table="T4", dataset="spider", model="m", method="cd_spider", metric="teacher", value="28.2", setting="k=8", note=""),
         dict(paper="Q", table="T1", dataset="strategyqa", model="x", method="ft_io", metric="accuracy", value="1", setting="", note=""),
     ]).to_csv(p, index=False)
     return report.load_paper_numbers(p)
@@ -78,7 +81,7 @@ def _ref(tmp_path):
 def test_paper_table_join(runs, tmp_path):
     df, ref = report.collect_runs(runs), _ref(tmp_path)
     t = report.paper_table(df, "P", ref=ref)
-    assert set(t.paper) == {"P"} and len(t) == 6                              # knife T1: one row per flag setting
+    assert set(t.paper) == {"P"} and len(t) == 8                              # knife T1: one row per flag setting
     ft = t[t.method == "ft_io"].iloc[0]
     assert math.isclose(ft.ours, 60.0) and math.isclose(ft.ours_std, 10.0) and ft.n == 3   # fraction -> paper percent
     assert math.isclose(ft["diff"], 5.0) and ft.paper_value == 55 and ft.our_model == "tiny-t5"
@@ -92,6 +95,9 @@ def test_paper_table_join(runs, tmp_path):
     assert flagged.our_flags == '{"alpha": 0.5}'
     cd = t[t.table == "T3"].iloc[0]
     assert math.isclose(cd.ours, 85.0) and cd.n == 2
+    k4, k8 = t[t.table == "T4"].iloc[0], t[t.table == "T4"].iloc[1]          # int flag in a column with NaN (4.0)
+    assert math.isclose(k4.ours, 20.0) and k4.n == 1 and math.isclose(k4["diff"], 20.0 - 27.7)
+    assert math.isnan(k8.ours) and k8.n == 0
     assert report.paper_table(df, "P", ref=ref, match_model=True).ours.isna().all()   # nobody ran t5-base
     with pytest.raises(ValueError, match="paper='KNIFE'"):
         report.paper_table(df, "KNIFE", ref=ref)
@@ -112,7 +118,7 @@ def test_malformed_records_skipped_with_warning(runs):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         df = report.collect_runs(runs)
-    assert len(df) == 9
+    assert len(df) == 10
     msgs = [str(w.message) for w in caught]
     for name in ("torn.json", "list.json", "noseed.json", "nometrics.json", "binary.json"):
         assert sum(name in m for m in msgs) == 1, (name, msgs)
