@@ -224,11 +224,14 @@ def write_figures(df: pd.DataFrame, out_dir: str | Path, tables: dict | None = N
         if not name.startswith("paper_") or t.empty: continue
         both = t[t.ours.notna()].copy()
         if both.empty: continue
-        both["cell"] = both.table + " · " + both.method + " · " + both.metric + both.setting.map(lambda s: f" ({s})" if s else "")
+        both["cell"] = (both.table + " · " + both.method + " · " + both.metric + both.setting.map(lambda s: f" ({s})" if s else "")
+                        + both.our_flags.map(lambda s: f" [{s}]" if s and s != "{}" else ""))
+        if both.our_model.nunique() > 1: both["cell"] += " [" + both.our_model + "]"
         long = pd.concat([both.assign(source="paper", value=both.paper_value), both.assign(source="ours", value=both.ours)])
         fig = Figure(figsize=(6.5, 0.5 + 0.35 * len(both))); ax = fig.subplots()
         sns.barplot(data=long, y="cell", x="value", hue="source", ax=ax)
         ax.set_title(f"{t.paper.iloc[0]}: ours (mean over seeds) beside the paper's"); ax.set_xlabel("paper units"); ax.set_ylabel("")
+        ax.legend(title="", loc="upper left", bbox_to_anchor=(1.01, 1))
         written += _save(fig, fdir, name)
     return written
 
