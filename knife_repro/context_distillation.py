@@ -140,8 +140,8 @@ def generate(model, tok, prompts: Sequence[str], causal: bool = False, decoding:
     dev = next(model.parameters()).device
     torch.manual_seed(seed)
     outs = []
-    old_side = tok.padding_side
-    tok.padding_side = "left" if causal else "right"
+    old_side, old_trunc = tok.padding_side, tok.truncation_side
+    tok.padding_side = tok.truncation_side = "left" if causal else "right"   # causal prompts keep their end
     try:
         for s in range(0, len(prompts), batch_size):
             b = tok(list(prompts[s:s + batch_size]), padding=True, truncation=True, max_length=max_prompt_len,
@@ -152,7 +152,7 @@ def generate(model, tok, prompts: Sequence[str], causal: bool = False, decoding:
             if causal: g = g[:, b["input_ids"].shape[1]:]
             outs += tok.batch_decode(g, skip_special_tokens=True)
     finally:
-        tok.padding_side = old_side
+        tok.padding_side, tok.truncation_side = old_side, old_trunc
     return outs
 
 def teacher_labels(model, tok, op: Operation, inputs: Sequence, causal: bool = False, decoding: str = "sample",

@@ -1,0 +1,154 @@
+"""Context distillation: the token-level losses, the two contexts, the frozen teacher, the answer extractor."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import knife_repro.context_distillation as cd
+from knife_repro.cd_addition import operation, split_scratchpad
+from knife_repro.core import ConfigError, RunConfig
+from knife_repro.data import addition as add
+from knife_repro.models import load_causal, load_seq2seq
+from knife_repro.training import pad_collate
+
+
+@pytest.fixture(scope="module")
+def t5():
+    return load_seq2seq("tiny-t5", seed=0, tokenizer="byte")
+
+
+def test_sampled_estimate_converges_to_exact_kl():
+    torch.manual_seed(0)
+    p, q = torch.randn(3, 40) * 2, torch.randn(3, 40)
+    exact = cd.token_kl(q, p, "exact")
+    ref = F.kl_div(F.log_softmax(q, -1), F.log_softmax(p, -1), log_target=True, reduction="none").sum(-1)
+    assert torch.allclose(exact, ref, atol=1e-5)
+    g = torch.Generator().manual_seed(1)
+    big = cd.token_kl(q, p, "sampled", n_samples=200_000, generator=g)
+    assert torch.allclose(big, exact, atol=0.03)
+    errs = [(cd.token_kl(q, p, "sampled", n_samples=n, generator=g) - exact).abs().mean() for n in (10, 1000, 100_000)]
+    assert errs[0] > errs[1] > errs[2]
+    # unbiased at n = 100 (the paper's setting): the mean of many estimates is the exact KL
+    many = torch.stack([cd.token_kl(q, p, "sampled", n_samples=100, generator=g) for _ in range(400)]).mean(0)
+    assert torch.allclose(many, exact, atol=0.05)
+
+
+def test_sampled_gradient_is_cross_entropy_to_the_sample_histogram():
+    torch.manual_seed(0)
+    p = torch.randn(1, 30)
+    q = torch.randn(1, 30, requires_grad=True)
+    g = torch.Generator().manual_seed(3)
+    cd.token_kl(q, p, "sampled", n_samples=100, generator=g).sum().backward()
+    idx = torch.multinomial(F.softmax(p, -1), 100, replacement=True, generator=torch.Generator().manual_seed(3))
+    hist = torch.bincount(idx[0], minlength=30).float() / 100
+    assert torch.allclose(q.grad[0], F.softmax(q.detach(), -1)[0] - hist, atol=1e-6)
+
+
+def test_topk_and_hard():
+    torch.manual_seed(0)
+    p, q = torch.randn(4, 12), torch.randn(4, 12)
+    # with k = V - 1 the "other" bucket is the last token: top-k equals the exact KL
+    assert torch.allclose(cd.token_kl(q, p, "topk", top_k=11), cd.token_kl(q, p, "exact"), atol=1e-5)
+    small = cd.token_kl(q, p, "topk", top_k=2)
+    assert (small <= cd.token_kl(q, p, "exact") + 1e-6).all() and (small >= -1e-6).all()
+    tgt = torch.tensor([0, 3, 5, 11])
+    assert torch.allclose(cd.token_kl(q, None, "hard", targets=tgt), F.cross_entropy(q, tgt, reduction="none"))
+    with pytest.raises(ValueError, match="loss='nope'"):
+        cd.token_kl(q, p, "nope")
+
+
+def test_teacher_sees_the_scratchpad_and_the_student_does_not(t5):
+    model, tok = t5
+    model.eval()
+    y = add.scratchpad_target(29, 57, spaced=False)
+    pre, ans = split_scratchpad(y)
+    op = operation(True, False)
+    ex = cd.encode_example(tok, op.student_template((29, 57)), op.teacher_template((29, 57)), pre, ans)
+    b = pad_collate([ex], pad_id=tok.pad_token_id)
+    pre_ids = tok(pre, add_special_tokens=False).input_ids
+    ans_ids = tok(ans, add_special_tokens=False).input_ids + [tok.eos_token_id]
+    assert b["t0_decoder_ids"][0].tolist() == pre_ids + ans_ids          # scratchpad, then f(y)
+    assert b["s_decoder_ids"][0].tolist() == ans_ids                     # f(y) alone
+    assert tok.decode(b["t0_input_ids"][0], skip_special_tokens=True).startswith("scratch: ")
+    assert tok.decode(b["s_input_ids"][0], skip_special_tokens=True).startswith("direct: ")
+    with torch.no_grad():
+        t = cd.answer_logits(model, b, "t0", False)
+        # the same logits computed by hand: teacher prompt in the encoder, [start] + scratchpad + answer in the decoder
+        dec = torch.tensor([[0] + pre_ids + ans_ids[:-1]])
+        full = model(input_ids=b["t0_input_ids"], decoder_input_ids=dec).logits[0, len(pre_ids):]
+        assert torch.allclose(t, full, atol=1e-5)
+        # changing the scratchpad changes the teacher's distributions, never the student's
+        ex2 = cd.encode_example(tok, op.student_template((29, 57)), op.teacher_template((29, 57)), pre.replace("C:1", "C:0"), ans)
+        b2 = pad_collate([ex2], pad_id=tok.pad_token_id)
+        assert not torch.allclose(cd.answer_logits(model, b2, "t0", False), t)
+        assert torch.allclose(cd.answer_logits(model, b2, "s", False), cd.answer_logits(model, b, "s", False))
+
+
+def test_causal_views_align_answer_positions():
+    model, tok = load_causal("tiny-gpt2", seed=0)
+    model.eval()
+    ex = cd.encode_example(tok, "-- Q: a\nSQL:", ["schema\n-- Q: b\nSQL: x\n-- Q: a\nSQL:", "other\n-- Q: a\nSQL:"], "",
+                           " SELECT 1", causal=True)
+    b = pad_collate([ex, ex], pad_id=tok.pad_token_id)
+    n_ans = len(ex["labels"])
+    with torch.no_grad():
+        s, t1 = cd.answer_logits(model, b, "s", True), cd.answer_logits(model, b, "t1", True)
+        assert s.shape[0] == t1.shape[0] == 2 * n_ans
+        ids = torch.tensor([ex["s_input_ids"]])
+        ref = model(input_ids=ids).logits[0, len(ex["s_input_ids"]) - n_ans - 1:-1]
+        assert torch.allclose(s[:n_ans], ref, atol=1e-5)
+    assert cd.teacher_views(b) == ["t0", "t1"]
+    # an ensemble teacher = the mean of the views' probabilities: with identical views, the single view
+    same = dict(b); same.update({k.replace("t1_", "t0_"): v for k, v in b.items() if k.startswith("t1_")})
+    single = {k: v for k, v in same.items() if not k.startswith("t1_")}
+    l_ens = cd.make_loss("exact", causal=True)({"student": model, "teacher": model}, same)[0]
+    l_one = cd.make_loss("exact", causal=True)({"student": model, "teacher": model}, single)[0]
+    assert torch.allclose(l_ens, l_one, atol=1e-5)
+
+
+def test_teacher_parameters_do_not_change_during_distillation(t5):
+    model, tok = t5
+    student = copy.deepcopy(model)
+    teacher = cd.freeze(model)
+    op = operation(True, False)
+    exs = [cd.encode_example(tok, op.student_template(p), op.teacher_template(p), *split_scratchpad(add.scratchpad_target(*p, spaced=False)))
+           for p in [(12, 34), (56, 78), (9, 91), (45, 45)]]
+    before_t = [p.clone() for p in teacher.parameters()]
+    before_s = [p.clone() for p in student.parameters()]
+    for loss in ("sampled", "hard"):
+        cd.distill(student, teacher, exs, RunConfig(max_steps=3, batch_size=2, lr=1e-2), loss=loss, pad_id=tok.pad_token_id)
+    assert all(torch.equal(a, b) for a, b in zip(before_t, teacher.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before_s, student.parameters()))
+    with pytest.raises(ValueError, match="frozen"):
+        cd.distill(student, student, exs, RunConfig(max_steps=1), pad_id=0)
+
+
+def test_extractor_and_malformed_teacher_outputs(t5, monkeypatch):
+    y = add.scratchpad_target(999, 1, spaced=False)
+    assert split_scratchpad(y)[1] == "1000" and split_scratchpad(y)[0].endswith("</scratch>\n")
+    y2 = add.scratchpad_target(123, 456, spaced=True)
+    assert split_scratchpad(y2)[1] == "5 7 9"
+    for bad in ("", "<scratch>\n1+2", "</scratch>\n", "</scratch>\n12a", "no scratchpad 12 x"):
+        assert split_scratchpad(bad) is None
+    model, tok = t5
+    outs = [add.scratchpad_target(1, 2, spaced=False), "<scratch>\ntruncated", "garbage", add.scratchpad_target(3, 4, spaced=False)]
+    monkeypatch.setattr(cd, "generate", lambda *a, **k: list(outs))
+    exs, counts = cd.teacher_labels(model, tok, operation(True, False), [(1, 2), (5, 5), (6, 6), (3, 4)])
+    assert counts == {"kept": 2, "malformed": 2, "n": 4}
+    assert [tok.decode(e["labels"], skip_special_tokens=True) for e in exs] == ["3", "7"]
+
+
+def test_bad_parameters_name_the_parameter():
+    with pytest.raises(ValueError, match="method='cd_nope'"):
+        cd.run(RunConfig(method="cd_nope"))
+    with pytest.raises(ValueError, match="loss="):
+        cd.run(RunConfig(method="cd_addition", dataset="addition", flags={"loss": "kl"}))
+    with pytest.raises(ValueError, match="dataset="):
+        cd.run(RunConfig(method="cd_spider", dataset="addition"))
+    with pytest.raises(ValueError, match="mark_positions"):
+        from knife_repro.cd_addition import settings
+        settings(RunConfig(method="cd_addition", dataset="addition", flags={"mark_positions": "maybe"}))
+    with pytest.raises(ValueError, match="distribution="):
+        from knife_repro.cd_instructions import raw_inputs
+        raw_inputs(None, "sort", 3, "uniform")
