@@ -1,0 +1,131 @@
+"SCOTT: contrastive-decoding step, batched = sequential decoding, counterfactual loss mask, flag errors."
+import pytest
+import torch
+
+from knife_repro.core import ConfigError, RunConfig
+from knife_repro.models import load_causal, load_seq2seq
+from knife_repro.scott import (ContrastiveTeacher, cd_scores, contrastive_decode, contrastive_decode_reference,
+                               encode_student, load_prompt, pair_counterfactuals, scott_flags, scott_loss,
+                               teacher_prompt, wrong_answer)
+
+
+@pytest.fixture(scope="module")
+def gpt2():
+    m, t = load_causal("tiny-gpt2", seed=0)
+    return m.eval(), t
+
+
+@pytest.fixture(scope="module")
+def t5():
+    return load_seq2seq("tiny-t5", seed=0)
+
+
+QS = ["Would a pear sink in water?", "Is the sky blue?", "Could a llama birth twice during the War in Vietnam?",
+      "Did Napoleon ever visit Egypt during his long military campaigns in the east of the Mediterranean?",
+      "Is a cat a mammal?"]
+EXS = [dict(id=f"q{i}", question=q, choices=["yes", "no"], answer=i % 2) for i, q in enumerate(QS)]
+
+
+def test_one_step_equals_formula(gpt2):
+    m, tok = gpt2
+    tpl = load_prompt("strategyqa")
+    p, n = teacher_prompt(tpl, EXS[0], 0), teacher_prompt(tpl, EXS[0], 1)
+    with torch.no_grad():
+        z1 = m(torch.tensor([tok(p, add_special_tokens=False).input_ids])).logits[0, -1]
+        z2 = m(torch.tensor([tok(n, add_special_tokens=False).input_ids])).logits[0, -1]
+    lp1, lp2 = torch.log_softmax(z1.double(), -1), torch.log_softmax(z2.double(), -1)
+    want = int(torch.argmax(lp1 + (lp1 - lp2)))
+    assert torch.allclose(cd_scores(z1, z2).double(), lp1 + (lp1 - lp2), atol=1e-4)
+    got = contrastive_decode(m, tok, [p], [n], max_new_tokens=1, stop_ids=[])[0]
+    assert got == [want]
+    # greedy is the plain argmax, and differs from CD on this step for this model
+    assert contrastive_decode(m, tok, [p], None, max_new_tokens=1, stop_ids=[])[0] == [int(z1.argmax())]
+
+
+@pytest.mark.parametrize("contrast", ["wrong", "empty", None])
+def test_batched_equals_sequential(gpt2, contrast):
+    m, tok = gpt2
+    tpl = load_prompt("strategyqa")
+    P = [teacher_prompt(tpl, e, e["answer"]) for e in EXS]
+    N = None if contrast is None else [teacher_prompt(tpl, e, wrong_answer(e) if contrast == "wrong" else None) for e in EXS]
+    lens = {len(tok(p, add_special_tokens=False).input_ids) for p in P}
+    assert len(lens) > 1                                   # left padding is exercised
+    batched = contrastive_decode(m, tok, P, N, max_new_tokens=20, stop_ids=[])
+    seq = [contrastive_decode_reference(m, tok, p, None if N is None else N[i], max_new_tokens=20, stop_ids=[])
+           for i, p in enumerate(P)]
+    assert batched == seq and all(len(s) == 20 for s in seq)
+
+
+def test_batched_stops_like_sequential(gpt2):
+    m, tok = gpt2
+    tpl = load_prompt("strategyqa")
+    P = [teacher_prompt(tpl, e, e["answer"]) for e in EXS]
+    N = [teacher_prompt(tpl, e, wrong_answer(e)) for e in EXS]
+    free = contrastive_decode(m, tok, P, N, max_new_tokens=12, stop_ids=[])
+    stop = [free[1][3], free[3][5]]                        # make two questions stop at different steps
+    batched = contrastive_decode(m, tok, P, N, max_new_tokens=12, stop_ids=stop)
+    seq = [contrastive_decode_reference(m, tok, p, n, max_new_tokens=12, stop_ids=stop) for p, n in zip(P, N)]
+    assert batched == seq
+    assert len(batched[1]) <= 3 and not any(t in stop for b in batched for t in b)
+
+
+def test_counterfactual_loss_masks_every_rationale_token(t5):
+    model, tok = t5
+    ex = EXS[0]
+    e = encode_student(tok, ex, "Pears are less dense than water so they float.", 1, "counterfactual")
+    ans = tok(" no", add_special_tokens=False).input_ids + [tok.eos_token_id]
+    assert e["labels"][-len(ans):] == ans and all(x == -100 for x in e["labels"][:-len(ans)])
+    assert e["decoder_input_ids"][1:] == tok(  # the whole rationale is still teacher-forced
+        "[counterfactual] Pears are less dense than water so they float. So the answer is",
+        add_special_tokens=False).input_ids + ans[:-1]
+    # the loss does not depend on the logits at rationale positions: zero gradient there
+    b = {k: torch.tensor([v]) for k, v in e.items()}
+    logits = model(input_ids=b["input_ids"], decoder_input_ids=b["decoder_input_ids"]).logits.detach().requires_grad_()
+    loss = torch.nn.functional.cross_entropy(logits[0], b["labels"][0], ignore_index=-100)
+    loss.backward()
+    g = logits.grad[0].abs().sum(-1)
+    n_r = len(e["labels"]) - len(ans)
+    assert torch.all(g[:n_r] == 0) and torch.all(g[n_r:] > 0)
+    f = encode_student(tok, ex, "Pears float.", 1, "factual")
+    assert -100 not in f["labels"]
+
+
+def test_scott_loss_mixes_with_alpha(t5):
+    model, tok = t5
+    ex = EXS[0]
+    fact = [encode_student(tok, ex, "Pears float.", 1, "factual")]
+    cf = [encode_student(tok, ex, "Pears sink.", 0, "counterfactual")]
+    from knife_repro.training import pad_collate
+    batch = pad_collate(pair_counterfactuals(fact, cf))
+    with torch.no_grad():
+        lf = scott_loss(0.0)({"student": model}, batch)[0]
+        l1 = scott_loss(0.5)({"student": model}, batch)[0]
+        lc = (l1 - 0.5 * lf) / 0.5
+        l2 = scott_loss(0.25)({"student": model}, batch)[0]
+    assert torch.allclose(l2, 0.75 * lf + 0.25 * lc, atol=1e-5) and not torch.allclose(lf, lc)
+
+
+def test_counterfactual_teacher_targets_wrong_and_contrasts_gold(gpt2):
+    m, tok = gpt2
+    t = ContrastiveTeacher(m, tok, "strategyqa", "cd_empty", counterfactual=True)
+    for e in EXS:
+        target, contrast, used = t.target_and_contrast(e)
+        assert target == 1 - e["answer"] and contrast == e["answer"] and used
+    f = ContrastiveTeacher(m, tok, "strategyqa", "cd_empty")
+    assert f.target_and_contrast(EXS[0]) == (0, None, True)
+    assert ContrastiveTeacher(m, tok, "strategyqa", "greedy").target_and_contrast(EXS[0])[2] is False
+
+
+def test_bad_flags_name_the_parameter():
+    cfg = lambda **kw: RunConfig.from_params(method="scott", dataset="strategyqa", **kw)
+    with pytest.raises(ConfigError, match="rationales"):
+        scott_flags(cfg(rationales="sampled"))
+    with pytest.raises(ConfigError, match="counterfactual"):
+        scott_flags(cfg(rationales="human", counterfactual=True))
+    with pytest.raises(ConfigError, match="alpha"):
+        scott_flags(cfg(alpha=1.5))
+    with pytest.raises(ConfigError, match="tags"):
+        scott_flags(cfg(tags="maybe"))
+    with pytest.raises(ConfigError, match="colour"):
+        scott_flags(cfg(colour="red"))
+    assert scott_flags(cfg(counterfactual="true", rationales="cd_wrong"))["counterfactual"] is True
