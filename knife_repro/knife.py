@@ -432,7 +432,7 @@ def results_table(run_dir: str | Path, **where) -> "pd.DataFrame":
         rows.append({"method": label_of(r), "dataset": c["dataset"], "model": c["model"], "scale": c["scale"],
                      "train_fraction": c["train_fraction"], "seed": c["seed"], "accuracy": r["metrics"]["accuracy"],
                      "n": r["metrics"].get("n"), **{f"accuracy_ci_{k}": r["metrics"].get(f"accuracy_ci_{k}",
-                     r["metrics"].get(f"accuracy_score_ci_{k}")) for k in ("low", "high")}})  # FT: scored CIs
+                     r["metrics"].get(f"accuracy_ci_{k}_score")) for k in ("low", "high")}})  # FT: scored CIs
     if not rows: return pd.DataFrame()
     df = pd.DataFrame(rows)
     keys = ["method", "dataset", "model", "scale", "train_fraction"]
