@@ -24,7 +24,7 @@ from .metrics import mean_std
 # %% auto #0
 __all__ = ['CONFIG_KEYS', 'REQUIRED', 'DEFAULT_BY', 'PAPER_NUMBERS', 'PAPER_COLUMNS', 'NOT_FRACTIONS', 'HEADLINE', 'record_row',
            'collect_runs', 'aggregate', 'unit_factor', 'load_paper_numbers', 'paper_table', 'to_markdown', 'to_latex',
-           'overview', 'slug', 'write_tables', 'write_figures', 'sweep_status', 'write_summary', 'main']
+           'overview', 'slug', 'write_tables', 'write_figures', 'error_line', 'sweep_status', 'write_summary', 'main']
 
 # %% ../nbs/31_report.ipynb #8be2e2d7
 CONFIG_KEYS = ("method", "dataset", "model", "seed", "scale", "train_fraction")
@@ -236,6 +236,16 @@ def write_figures(df: pd.DataFrame, out_dir: str | Path, tables: dict | None = N
     return written
 
 # %% ../nbs/31_report.ipynb #a8076c21
+def error_line(err: str) -> str:
+    "The first line of an error; when it is a bare `PapermillExecutionError:`, the notebook's own exception line and cell."
+    lines = [l.strip() for l in err.strip().splitlines() if l.strip()]
+    if not lines: return ""
+    first = lines[0]
+    if first.rstrip(":").strip() and not first.endswith(":"): return first
+    exc = [l for l in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*", l)]
+    cell = re.search(r'Exception encountered at "([^"]+)"', err)
+    return f"{first} {exc[-1] if exc else lines[-1]}" + (f" (cell {cell.group(1)})" if cell else "")
+
 def sweep_status(results_dir: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     "(per-point table: sweep, point, notebook, status, seconds, error; per-sweep counts of ok/failed)."
     sdir = Path(results_dir or RESULTS_DIR) / "sweeps"
@@ -244,11 +254,10 @@ def sweep_status(results_dir: str | Path | None = None) -> tuple[pd.DataFrame, p
         try: st = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError) as e:
             warnings.warn(f"{p}: skipped, not a readable sweep status ({e})"); continue
-        err = (st.get("error") or "").strip().splitlines()
         params = {k: v for k, v in (st.get("params") or {}).items() if k != "output_dir"}
         rows.append({"sweep": p.parent.name, "point": st.get("id", p.stem), "notebook": Path(st.get("notebook", "")).name,
                      "params": " ".join(f"{k}={v}" for k, v in params.items()), "status": st.get("status", "?"),
-                     "seconds": st.get("seconds", math.nan), "error": err[0] if err else ""})
+                     "seconds": st.get("seconds", math.nan), "error": error_line(st.get("error") or "")})
     pts = pd.DataFrame(rows, columns=["sweep", "point", "notebook", "params", "status", "seconds", "error"])
     counts = (pts.assign(ok=pts.status.eq("ok"), failed=pts.status.ne("ok")).groupby("sweep")[["ok", "failed"]].sum()
               .astype(int).reset_index() if len(pts) else pd.DataFrame(columns=["sweep", "ok", "failed"]))

@@ -183,3 +183,11 @@ def test_reference_csv_is_well_formed():
     assert ref.value.isna().sum() == 2                                         # the two garbled Table 6 cells
     t3 = ref[(ref.paper == "Context distillation") & (ref.table == "Table 3")].set_index("metric").value
     assert t3.to_dict() == {"teacher": 93, "pre_distill": 0, "post_distill": 95, "sc_to_dir": 72, "sc_plus_dir": 61}
+
+
+def test_error_line():
+    assert report.error_line("ValueError: bad\nmore") == "ValueError: bad"
+    pm = ('PapermillExecutionError: \n------\nException encountered at "In [3]":\n------\nKeyError    Traceback (most recent call last)\n'
+          'Cell In[3], line 2\n----> 2 d["a"]\n\nKeyError: \'a\'\n')
+    assert report.error_line(pm) == "PapermillExecutionError: KeyError: 'a' (cell In [3])"
+    assert report.error_line("") == ""
