@@ -57,7 +57,7 @@ def simulator_input(question: str, rationale: str, choices: Sequence[str], view:
     return " ".join(parts)
 
 def train_simulator(rows: Sequence[dict], cfg: RunConfig, model: str = "tiny-t5", epochs: int = 3,
-                    lr: float = 1e-3, batch_size: int = 16):
+                    lr: float = 3e-3, batch_size: int = 16):
     "Train a simulator on rows {question, rationale, choices, y_hat} (all three views); returns (model, tok, result)."
     from knife_repro.models import load_seq2seq
     rows = [r for r in rows if r["y_hat"] is not None]

@@ -255,9 +255,9 @@ def perturb_rationale(tok, rationale: str, fraction: float = 0.5, seed: int = 0)
 
 # %% ../nbs/22_scott.ipynb #598390fb
 FLAGS = {"rationales": "cd_wrong", "counterfactual": False, "alpha": 0.5, "tags": True, "teacher": "tiny-gpt2",
-         "max_rationale_tokens": None, "simulator": None, "sim_epochs": None, "n_boot": 1000,
+         "max_rationale_tokens": None, "simulator": None, "sim_epochs": None, "sim_lr": None, "n_boot": 1000,
          "perturb_fraction": 0.5, "teacher_batch_size": 16, "data_options": {}}
-SMOKE = {"train": 64, "dev": 16, "test": 48, "max_rationale_tokens": 16, "sim_epochs": 6, "las_train": 64}
+SMOKE = {"train": 64, "dev": 16, "test": 48, "max_rationale_tokens": 16, "sim_epochs": 10, "sim_lr": 3e-3, "las_train": 64}
 
 def _bool(name: str, v) -> bool:
     if isinstance(v, bool): return v
@@ -285,6 +285,7 @@ def scott_flags(cfg: RunConfig) -> dict:
     smoke = cfg.scale == "smoke"
     f["max_rationale_tokens"] = int(f["max_rationale_tokens"] or (SMOKE["max_rationale_tokens"] if smoke else 128))
     f["sim_epochs"] = int(f["sim_epochs"] or (SMOKE["sim_epochs"] if smoke else 3))
+    f["sim_lr"] = float(f["sim_lr"] or (SMOKE["sim_lr"] if smoke else 1e-4))
     f["simulator"] = f["simulator"] or ("tiny-t5" if smoke else "t5-base")
     return f
 
@@ -373,7 +374,7 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
         tr_rows = sim_rows(las_tr, student_generate(student, tok, las_tr, **kw))
         try:
             l = las_eval(tr_rows, sim_rows(test, gens), cfg, f["simulator"], n_boot=int(f["n_boot"]),
-                         epochs=f["sim_epochs"])
+                         epochs=f["sim_epochs"], lr=f["sim_lr"])
             metrics.update({k if k.startswith("las") else f"las_{k}": v for k, v in l.items()})
         except ValueError as err:
             notes.append(f"LAS not computed: {err}")
