@@ -270,7 +270,7 @@ def _reranker(cfg: RunConfig, f: dict, tr, rats, index, cache: Path):
     kw = dict(max_doc_len=64 if smoke else 512)
     pairs = [{"query": question_text(e), "rationale": r} for e in tr for r in rats.get(str(e["id"]), [])[:1]]
     random.Random(cfg.seed).shuffle(pairs)
-    n_held = max(1, len(pairs) // 20)
+    n_held = min(max(16, len(pairs) // 20), len(pairs) // 2)   # held-out questions for top-1/3/5
     held, fit = pairs[:n_held], pairs[n_held:]
     if smoke: fit = fit[:32]
     key = hashlib.sha256(json.dumps([cfg.dataset, f["reranker"], f["reranker_loss"], cfg.seed, cfg.scale, len(fit),
@@ -285,5 +285,5 @@ def _reranker(cfg: RunConfig, f: dict, tr, rats, index, cache: Path):
                                        f["reranker_loss"], n_from_each=2 if smoke else 4,
                                        update_both=not smoke, **kw)
         save_reranker(model, folder, f["reranker"])
-    ev = evaluate_reranker(model, tok, search_space(held[:16] if smoke else held, index, progress=False), index, **kw)
+    ev = evaluate_reranker(model, tok, search_space(held, index, progress=False), index, **kw)
     return (model, tok, kw), {"train_pairs": len(fit), **ev}
