@@ -50,8 +50,8 @@ class Settings:
     n_test: int = 2000; gen_batch: int = 256
 
 SCALES = {
-    "smoke": Settings(n_digits=2, pretrain_steps=100, pretrain_batch=32, n_scratch=128, teacher_steps=20,
-                      teacher_batch=16, distill_per_round=128, distill_batch=32, n_test=64),
+    "smoke": Settings(n_digits=2, pretrain_steps=60, pretrain_batch=32, n_scratch=64, teacher_steps=15,
+                      teacher_batch=16, distill_per_round=96, distill_batch=32, n_test=48, gen_batch=96),
     "cpu": Settings(n_digits=3, pretrain_steps=3000, pretrain_batch=32, n_scratch=500, teacher_steps=300,
                     teacher_batch=16, distill_rounds=6, distill_per_round=4096, distill_batch=32,
                     distill_lr=5e-4, n_test=2000),
@@ -97,8 +97,9 @@ def encode(tok, pairs, fmt: str, s: Settings) -> list[dict]:
 def fit(model, data, cfg: RunConfig, steps: int, batch: int, lr: float, pad_id: int, warmup: float = 0.0):
     "Supervised training of `model` for `steps` optimiser steps with the engine."
     c = cfg.replace(max_steps=steps, batch_size=batch, lr=lr, scheduler="constant", warmup_ratio=warmup)
+    progress = lambda st, logs: st.step % 250 == 0 and log.info("step %d/%d loss %.4f", st.step, steps, logs["loss"])
     return train({"student": model}, lm_loss, data, c, collate=lambda e: pad_collate(e, pad_id=pad_id),
-                 opts=TrainOptions(log_steps=50))
+                 opts=TrainOptions(log_steps=50, callbacks=[progress]))
 
 def pairs_of(ds) -> list[tuple[int, int]]:
     "The (a, b) problems of a one-split DatasetDict or a Dataset."
