@@ -151,6 +151,7 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
             with timed(timings, "gd_s"):
                 train({"student": student}, _lm_loss, data, cfg.replace(batch_size=len(data), lr=s.gd_lr,
                       epochs=s.gd_epochs, max_steps=-1, scheduler="constant"), collate=lambda e: pad_collate(e, pad_id=tok.pad_token_id),
+                      lengths=[len(e["s_input_ids"]) for e in data],
                       eval_fn=eval_fn, opts=TrainOptions(metric_for_best="exact_set_match", load_best=False))
             per_db[d] = {"shots": [sh["id"] for sh in shots], "n_eval": len(ev), "epochs": len(epochs)}
             preds["gd_last"] += epochs[-1]
