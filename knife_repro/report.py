@@ -290,7 +290,8 @@ def write_summary(out_path: str | Path = RESULTS_DIR / "smoke" / "summary.md", r
     else: L += ["No sweep status files.", ""]
     L += ["## Overview (mean ± std over seeds)", "", _link_pair("overview"), ""]
     ov = tables["overview"]
-    L += [to_markdown(ov.drop(columns=["flags"], errors="ignore")) if len(ov) else "No run records with a headline metric.", ""]
+    if len(ov) and ov["flags"].eq("{}").all(): ov = ov.drop(columns=["flags"])      # flags only when they tell runs apart
+    L += [to_markdown(ov) if len(ov) else "No run records with a headline metric.", ""]
     for name, t in tables.items():
         if not name.startswith("paper_"): continue
         have = t[t.ours.notna()]
