@@ -50,8 +50,10 @@ export-check: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
+# two notebooks at a time on one thread each: tiny models gain nothing from a second
+# thread, and two 2-thread workers on 2 cores would fight
 nbtest: $(STAMP)
-	$(BIN)/nbdev_test --n_workers 2 --timing
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
 
 test: export-check pytest nbtest
 
