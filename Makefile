@@ -35,7 +35,7 @@ install: $(STAMP)
 # makes `make repro` exit non-zero, but only after the summary is written.
 repro: $(STAMP)
 	@t0=$$(date +%s); st=0; \
-	$(BIN)/python -m knife_repro.sweep sweeps/smoke.yaml --workers 2 || st=$$?; \
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m knife_repro.sweep sweeps/smoke.yaml --workers 2 || st=$$?; \
 	$(BIN)/python -m knife_repro.report --out results/smoke || st=$$?; \
 	echo "make repro: $$(( $$(date +%s) - t0 )) s"; \
 	echo "Summary: results/smoke/summary.md"; exit $$st
