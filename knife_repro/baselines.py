@@ -216,7 +216,8 @@ def run_baseline(cfg: RunConfig, dd=None, force: bool = False) -> dict:
             m = evaluate_qa(model, tok, test, cfg.method, mode, rationale_source=rs,
                             max_new_tokens=cfg.max_target_len, **kw)
             metrics.update({f"{k}_{mode}" if k != "n" else "n": v for k, v in m.items()})
-        metrics["accuracy"] = metrics["accuracy_score"]
+        for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high"):   # the headline: prediction by scoring
+            metrics[k] = metrics[f"{k}_score"]
     timings["tokens_per_s"] = round(res.tokens_per_s, 1)
     timings["processes"], timings["optimizer_steps"] = res.state.processes, res.state.step
     notes = [f"selection split: {sel} ({len(dev)}), reported split: {rep} ({len(test)}), train: {len(tr)}"]
