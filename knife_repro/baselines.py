@@ -5,7 +5,6 @@
 # %% ../nbs/03_baselines.ipynb #94f113e6
 from __future__ import annotations
 
-import math
 import random
 import re
 from typing import Sequence

@@ -14,7 +14,6 @@ import platform
 import random
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field, asdict

@@ -11,11 +11,10 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from .core import CACHE_DIR, DATASET_DIRS, DataNotFoundError, data_root
+from .core import CACHE_DIR, DataNotFoundError, data_root
 
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'TOKENIZER_CORPUS', 'PRESETS', 'ENCODER_ALIASES', 'corpus_texts', 'build_tokenizer', 'Preset',

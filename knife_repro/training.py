@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -19,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .core import RunConfig, atomic_write_json
+from .core import RunConfig
 
 # %% auto #0
 __all__ = ['length_grouped_batches', 'pad_collate', 'TrainOptions', 'TrainState', 'TrainResult', 'make_optimizer',

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 # %% auto #0
 __all__ = ['QA_COLUMNS', 'DATASETS', 'DataError', 'read_json', 'iter_jsonl', 'require', 'qa_features', 'qa_record', 'check_qa',
