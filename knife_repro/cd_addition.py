@@ -44,15 +44,16 @@ class Settings:
     "Everything a scale fixes for the addition experiment."
     model: str = "tiny-t5"; tokenizer: str | None = "byte"
     n_digits: int = 3; min_digits: int | None = None; mark_positions: bool = True; spaced: bool = False
+    scratchpad: str = "nye"                  # nye (the paper's) | columns (offline scales; data.addition.SCRATCHPADS)
     pretrain_steps: int = 0; pretrain_batch: int = 64; pretrain_lr: float = 1e-3
     n_scratch: int = 500; teacher_steps: int = 200; teacher_batch: int = 8; lr: float = 3e-4
     distill_rounds: int = 1; distill_per_round: int = 4096; distill_batch: int = 16; distill_lr: float = 3e-4
     n_test: int = 2000; gen_batch: int = 256
 
 SCALES = {
-    "smoke": Settings(n_digits=2, pretrain_steps=60, pretrain_batch=32, n_scratch=64, teacher_steps=15,
+    "smoke": Settings(n_digits=2, scratchpad="columns", pretrain_steps=60, pretrain_batch=32, n_scratch=64, teacher_steps=15,
                       teacher_batch=16, distill_per_round=96, distill_batch=32, n_test=48, gen_batch=96),
-    "cpu": Settings(n_digits=3, pretrain_steps=3000, pretrain_batch=32, n_scratch=500, teacher_steps=300,
+    "cpu": Settings(n_digits=3, scratchpad="columns", pretrain_steps=3000, pretrain_batch=32, n_scratch=500, teacher_steps=300,
                     teacher_batch=16, distill_rounds=6, distill_per_round=4096, distill_batch=32,
                     distill_lr=5e-4, n_test=2000),
     "paper": Settings(model="google/t5-small-lm-adapt", tokenizer=None, n_digits=8, min_digits=1,
@@ -62,9 +63,13 @@ SCALES = {
 }
 
 def settings(cfg: RunConfig) -> Settings:
-    "The scale's settings with the run's overrides (model, mark_positions, pretrain)."
+    "The scale's settings with the run's overrides (model, mark_positions, pretrain, scratchpad)."
     s = replace(SCALES[cfg.scale])
     f = cfg.flags
+    if f.get("scratchpad", "") not in ("", None):
+        if f["scratchpad"] not in add.SCRATCHPADS:
+            raise ValueError(f"scratchpad={f['scratchpad']!r}: must be one of {tuple(add.SCRATCHPADS)}")
+        s.scratchpad = f["scratchpad"]
     if cfg.model and cfg.model != "default": s.model = cfg.model
     if s.model not in ("tiny-t5", "small-t5"): s.tokenizer = None
     for k in ("mark_positions", "pretrain"):
@@ -89,14 +94,15 @@ def encode(tok, pairs, fmt: str, s: Settings) -> list[dict]:
     out = []
     for a, b in pairs:
         x = (TEACHER_CUE if fmt == "scratch" else STUDENT_CUE) + add.format_input(a, b, s.mark_positions, s.spaced)
-        y = add.scratchpad_target(a, b, s.spaced) if fmt == "scratch" else add.direct_target(a, b, s.spaced)
+        y = add.SCRATCHPADS[s.scratchpad](a, b, s.spaced) if fmt == "scratch" else add.direct_target(a, b, s.spaced)
         xi, yi = tok(x).input_ids, tok(y, add_special_tokens=False).input_ids + [tok.eos_token_id]
         out.append({"input_ids": xi, "attention_mask": [1] * len(xi), "labels": yi})
     return out
 
-def fit(model, data, cfg: RunConfig, steps: int, batch: int, lr: float, pad_id: int, warmup: float = 0.0):
+def fit(model, data, cfg: RunConfig, steps: int, batch: int, lr: float, pad_id: int, warmup: float = 0.0,
+        scheduler: str = "constant"):
     "Supervised training of `model` for `steps` optimiser steps with the engine."
-    c = cfg.replace(max_steps=steps, batch_size=batch, lr=lr, scheduler="constant", warmup_ratio=warmup)
+    c = cfg.replace(max_steps=steps, batch_size=batch, lr=lr, scheduler=scheduler, warmup_ratio=warmup)
     progress = lambda st, logs: st.step % 250 == 0 and log.info("step %d/%d loss %.4f", st.step, steps, logs["loss"])
     return train({"student": model}, lm_loss, data, c, collate=lambda e: pad_collate(e, pad_id=pad_id),
                  opts=TrainOptions(log_steps=50, callbacks=[progress]))
@@ -144,7 +150,7 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
         test = pairs_of(data(min_digits=lo, n_test=s.n_test, split="test"))
         scratch500 = pairs_of(data(min_digits=lo, n_train=s.n_scratch, split="train"))
     pad = tok.pad_token_id
-    max_sc = max(len(tok(add.scratchpad_target(a, b, s.spaced)).input_ids) for a, b in test[:200]) + 8
+    max_sc = max(len(tok(add.SCRATCHPADS[s.scratchpad](a, b, s.spaced)).input_ids) for a, b in test[:200]) + 8
     max_dir = n + 4 if not s.spaced else 2 * n + 6
     if s.pretrain_steps:
         with timed(timings, "pretrain_s"):
@@ -154,7 +160,7 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
             di = pairs_of(data(n_digits=n - 1, min_digits=1, n_train=n_dir, split="train"))
             reps = max(1, len(sc) // (3 * len(di)))          # direct answers: about a quarter of the mixture
             mix = encode(tok, sc, "scratch", s) + encode(tok, di, "direct", s) * reps
-            r = fit(model, mix, cfg, s.pretrain_steps, s.pretrain_batch, s.pretrain_lr, pad, warmup=0.02)
+            r = fit(model, mix, cfg, s.pretrain_steps, s.pretrain_batch, s.pretrain_lr, pad, warmup=0.02, scheduler="linear")
             stages["pretrain"] = {"steps": r.state.step, "examples": len(mix), "direct_max_digits": n - 1}
         notes.append(f"offline pre-training stage: {len(sc)} scratchpads of 1..{n} digits + {len(di)} direct answers "
                      f"of 1..{n - 1} digits, {s.pretrain_steps} steps (stands in for a pretrained LM)")

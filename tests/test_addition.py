@@ -5,8 +5,8 @@ import re
 import pytest
 
 from knife_repro.data import DataError
-from knife_repro.data.addition import (count_malformed, direct_target, extract_answer, format_input, load,
-                                       n_carries, problems, score, scratchpad_target, split_of)
+from knife_repro.data.addition import (columns_target, count_malformed, direct_target, extract_answer, format_input,
+                                       load, n_carries, problems, score, scratchpad_target, split_of)
 
 LINE = re.compile(r"([\d ]*\+[\d ]*)?,([\d ]*)C: (\d)")   # "<a rest> + <b rest> , <result> C: <carry>"
 
@@ -52,6 +52,29 @@ def test_scratchpad_random():
 def test_scratchpad_nye_example():
     assert scratchpad_target(29, 57) == "<scratch>\n2 9 + 5 7 , C: 0\n2 + 5 , 6 C: 1\n, 8 6 C: 0\n0 8 6\n</scratch>\n8 6"
     assert n_carries(99999999, 1) == 8 and n_carries(29, 57) == 1 and n_carries(11, 11) == 0
+
+
+@pytest.mark.parametrize("spaced", [True, False])
+def test_columns_scratchpad_re_derived(spaced):
+    "Each line names a column with format_input's letter, its two digits, the incoming carry and the column sum."
+    rng = random.Random(2)
+    for _ in range(300):
+        a, b = rng.randrange(10 ** rng.randint(1, 6)), rng.randrange(10 ** rng.randint(1, 6))
+        text = columns_target(a, b, spaced)
+        head, _, answer = text.partition("\n</scratch>\n")
+        lines = head.split("\n")[1:]
+        w = max(len(str(a)), len(str(b)))
+        assert len(lines) == w and int(answer.replace(" ", "")) == a + b == extract_answer(text)
+        marks = set(re.findall(r"[A-Z]\d", format_input(a, b, mark_positions=True, spaced=spaced)))
+        carry = 0
+        for i, line in enumerate(lines):                      # lowest column first
+            k = w - 1 - i
+            da, db = a // 10 ** i % 10, b // 10 ** i % 10
+            m = chr(ord("A") + k)
+            sep = " " if spaced else ""
+            assert line == sep.join([f"{m}{da}", "+", f"{m}{db}", "+", str(carry), "=", sep.join(str(da + db + carry))]), line
+            assert {f"{m}{da}", f"{m}{db}"} - {f"{m}0"} <= marks   # the input shows the same marked digits (0: padding)
+            carry = (da + db + carry) // 10
 
 
 @pytest.mark.parametrize("spaced", [True, False])

@@ -13,8 +13,8 @@ from typing import Iterable
 from . import DataError
 
 # %% auto #0
-__all__ = ['SPLIT_SHARES', 'split_of', 'problems', 'format_input', 'direct_target', 'scratchpad_target', 'extract_answer',
-           'count_malformed', 'score', 'n_carries', 'examples', 'load']
+__all__ = ['SPLIT_SHARES', 'SCRATCHPADS', 'split_of', 'problems', 'format_input', 'direct_target', 'scratchpad_target',
+           'columns_target', 'extract_answer', 'count_malformed', 'score', 'n_carries', 'examples', 'load']
 
 # %% ../../nbs/14_addition.ipynb #c47359e6
 SPLIT_SHARES = {"train": 0.8, "validation": 0.1, "test": 0.1}
@@ -89,6 +89,21 @@ def scratchpad_target(a: int, b: int, spaced: bool = True) -> str:
         lines.append(line(ra, rb, out, carry))
     lines.append(_digits(str(carry) + out, spaced))
     return "<scratch>\n" + "\n".join(lines) + "\n</scratch>\n" + direct_target(a, b, spaced)
+
+def columns_target(a: int, b: int, spaced: bool = True) -> str:
+    "A column-by-column scratchpad (lowest column first: marked digits, incoming carry, column sum), then the answer."
+    sep = " " if spaced else ""
+    sa, sb = str(a), str(b)
+    w = max(len(sa), len(sb))
+    sa, sb = sa.zfill(w), sb.zfill(w)
+    lines, carry = [], 0
+    for i in range(w - 1, -1, -1):
+        m, t = chr(ord("A") + i), int(sa[i]) + int(sb[i]) + carry
+        lines.append(sep.join([m + sa[i], "+", m + sb[i], "+", str(carry), "=", _digits(str(t), spaced)]))
+        carry = t // 10
+    return "<scratch>\n" + "\n".join(lines) + "\n</scratch>\n" + direct_target(a, b, spaced)
+
+SCRATCHPADS = {"nye": scratchpad_target, "columns": columns_target}
 
 # %% ../../nbs/14_addition.ipynb #85abf474
 _ANSWER = re.compile(r"\d(?: ?\d)*")
