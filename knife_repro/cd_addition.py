@@ -53,7 +53,7 @@ class Settings:
 SCALES = {
     "smoke": Settings(n_digits=2, scratchpad="columns", pretrain_steps=60, pretrain_batch=32, n_scratch=64, teacher_steps=15,
                       teacher_batch=16, distill_per_round=96, distill_batch=32, n_test=48, gen_batch=96),
-    "cpu": Settings(n_digits=3, scratchpad="columns", pretrain_steps=3000, pretrain_batch=32, n_scratch=500, teacher_steps=300,
+    "cpu": Settings(n_digits=3, scratchpad="columns", pretrain_steps=4000, pretrain_batch=32, n_scratch=500, teacher_steps=300,
                     teacher_batch=16, distill_rounds=6, distill_per_round=4096, distill_batch=32,
                     distill_lr=5e-4, n_test=2000),
     "paper": Settings(model="google/t5-small-lm-adapt", tokenizer=None, n_digits=8, min_digits=1,
@@ -155,14 +155,14 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
     if s.pretrain_steps:
         with timed(timings, "pretrain_s"):
             k = s.pretrain_steps * s.pretrain_batch // 2
-            sc = pairs_of(data(min_digits=1, n_train=k, split="train"))
+            sc = pairs_of(data(n_train=k, split="train"))                    # n-digit scratchpads
             n_dir = min(k, int(0.7 * 0.8 * 100 ** (n - 1)))
             di = pairs_of(data(n_digits=n - 1, min_digits=1, n_train=n_dir, split="train"))
             reps = max(1, len(sc) // (3 * len(di)))          # direct answers: about a quarter of the mixture
             mix = encode(tok, sc, "scratch", s) + encode(tok, di, "direct", s) * reps
-            r = fit(model, mix, cfg, s.pretrain_steps, s.pretrain_batch, s.pretrain_lr, pad, warmup=0.02, scheduler="linear")
+            r = fit(model, mix, cfg, s.pretrain_steps, s.pretrain_batch, s.pretrain_lr, pad, warmup=0.02)
             stages["pretrain"] = {"steps": r.state.step, "examples": len(mix), "direct_max_digits": n - 1}
-        notes.append(f"offline pre-training stage: {len(sc)} scratchpads of 1..{n} digits + {len(di)} direct answers "
+        notes.append(f"offline pre-training stage: {len(sc)} scratchpads of {n} digits + {len(di)} direct answers "
                      f"of 1..{n - 1} digits, {s.pretrain_steps} steps (stands in for a pretrained LM)")
     log.info("pretrain done: %s", timings)
     base = copy.deepcopy(model)
@@ -172,6 +172,9 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
     with timed(timings, "eval_s"):
         res = {"teacher": evaluate(teacher, tok, test, "scratch", s, max_sc),
                "pre_distill": evaluate(teacher, tok, test, "direct", s, max_dir)}
+        if s.pretrain_steps and n > 1:       # the direct pathway pre-training built: held-out 1..n-1-digit problems
+            short = pairs_of(data(n_digits=n - 1, min_digits=1, n_test=min(500, s.n_test), split="test"))
+            res["pretrained_direct_short"] = evaluate(base, tok, short, "direct", s, max_dir)
     log.info("teacher %.3f, pre-distill %.3f: %s", res["teacher"]["accuracy"], res["pre_distill"]["accuracy"], timings)
     op = operation(s.mark_positions, s.spaced)
     student = copy.deepcopy(model)
