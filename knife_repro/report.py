@@ -23,11 +23,11 @@ from .metrics import mean_std
 
 # %% auto #0
 __all__ = ['CONFIG_KEYS', 'REQUIRED', 'NOT_BUDGET', 'DEFAULT_BY', 'PAPER_NUMBERS', 'PAPER_COLUMNS', 'NOT_FRACTIONS', 'HEADLINE',
-           'LEADERBOARD_SWEEP', 'LB_METRICS', 'DATASET_NAMES', 'LB_POINT_COLUMNS', 'LB_LEGEND', 'record_row',
-           'collect_runs', 'aggregate', 'unit_factor', 'load_paper_numbers', 'paper_table', 'to_markdown', 'to_latex',
-           'overview', 'slug', 'write_tables', 'write_figures', 'error_line', 'sweep_status', 'leaderboard_points',
-           'leaderboard_runs', 'leaderboard_numbers', 'leaderboard_tables', 'write_leaderboard_figure',
-           'leaderboard_scales', 'write_leaderboard', 'write_summary', 'main']
+           'LEADERBOARD_SWEEP', 'LB_METRICS', 'LB_EXTRA', 'DATASET_NAMES', 'LB_POINT_COLUMNS', 'LB_LEGEND',
+           'record_row', 'collect_runs', 'aggregate', 'unit_factor', 'load_paper_numbers', 'paper_table', 'to_markdown',
+           'to_latex', 'overview', 'slug', 'write_tables', 'write_figures', 'error_line', 'sweep_status',
+           'leaderboard_points', 'leaderboard_runs', 'leaderboard_numbers', 'leaderboard_tables',
+           'write_leaderboard_figure', 'leaderboard_scales', 'write_leaderboard', 'write_summary', 'main']
 
 # %% ../nbs/31_report.ipynb #8be2e2d7
 CONFIG_KEYS = ("method", "dataset", "model", "seed", "scale", "train_fraction")
@@ -271,6 +271,7 @@ def sweep_status(results_dir: str | Path | None = None) -> tuple[pd.DataFrame, p
 # %% ../nbs/31_report.ipynb #5892f1ff
 LEADERBOARD_SWEEP = PROJECT_ROOT / "sweeps" / "leaderboard.yaml"
 LB_METRICS = {"accuracy": "accuracy", "las": "LAS", "perturbed_accuracy": "perturbed"}
+LB_EXTRA = ("own_rationale_accuracy",)   # shown inside the perturbed cell
 DATASET_NAMES = {"strategyqa": "StrategyQA", "openbookqa": "OpenBookQA"}
 LB_POINT_COLUMNS = ["method", "dataset", "seed", "run_id", "point", "status", "reason"]
 
@@ -299,7 +300,7 @@ def leaderboard_runs(df: pd.DataFrame, pts: pd.DataFrame) -> pd.DataFrame:
 def leaderboard_numbers(df: pd.DataFrame, pts: pd.DataFrame) -> pd.DataFrame:
     "Mean, std, n, seeds and mean CI of accuracy, LAS and perturbed accuracy per method × dataset (raw units)."
     runs = leaderboard_runs(df, pts)
-    parts = [a for m in LB_METRICS if not (a := aggregate(runs, by=["method", "dataset"], metric=m)).empty]
+    parts = [a for m in (*LB_METRICS, *LB_EXTRA) if not (a := aggregate(runs, by=["method", "dataset"], metric=m)).empty]
     cols = ["method", "dataset", "metric", "mean", "std", "n", "seeds", "ci_low", "ci_high"]
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
@@ -335,6 +336,8 @@ def leaderboard_tables(df: pd.DataFrame, pts: pd.DataFrame) -> tuple[pd.DataFram
                 if (m, d, k) not in nums.index: row[c] = "not computed"; continue
                 a = nums.loc[(m, d, k)]
                 s = _lb_value(a, pct=k != "las", ci=k == "las")
+                if k == "perturbed_accuracy" and (m, d, "own_rationale_accuracy") in nums.index:
+                    s += f" (own {_lb_value(nums.loc[(m, d, 'own_rationale_accuracy')], pct=True)})"
                 if k == "accuracy" or a["n"] < p.recorded.sum(): s += f" (n={a['n']}" + (
                     f" of {len(p)})" if a["n"] < len(p) else ")")
                 row[c] = s
@@ -382,12 +385,14 @@ def _link_pair(name: str) -> str: return f"[{name}.md](tables/{name}.md) · [{na
 
 LB_LEGEND = ("Same splits, student, seeds and training budget for every method (`nbs/32_leaderboard`). Accuracy (%): "
              "mean ± std over seeds (n seeds). LAS (points): mean ± std [mean of the runs' 95% bootstrap bounds]. "
-             "Perturbed (%): accuracy with half of the student's own rationale tokens replaced, answer scored after it. "
+             "Perturbed (%): accuracy with half of the student's own rationale tokens replaced, answer scored after it "
+             "(own: the same with its own rationale unchanged). "
              "–: the student writes no rationale; n/a: it answers before its rationale; not computed: the record lacks it.")
 
 def write_leaderboard(df: pd.DataFrame, out_dir: str | Path, sweep: str | Path | None = LEADERBOARD_SWEEP,
                       results_dir: str | Path | None = None) -> tuple[list[str], list[Path]]:
     "Per scale the leaderboard sweep has run at: tables (.md, .tex), figure; returns (summary lines, figures)."
+    from knife_repro.leaderboard import LEADERBOARD
     if not sweep or not Path(sweep).is_file(): return [], []
     L, figs = ["## Cross-method leaderboard", ""], []
     scales = leaderboard_scales(sweep, results_dir)
@@ -406,6 +411,10 @@ def write_leaderboard(df: pd.DataFrame, out_dir: str | Path, sweep: str | Path |
               _link_pair(name) + " · numbers: " + _link_pair(f"{name}_numbers"), "", to_markdown(wide)]
         L += (["Points without a run record (never dropped silently):", "", to_markdown(missing)] if len(missing)
               else ["Every point has a run record.", ""])
+        why = [(LEADERBOARD.get(r.method, r.method), r.dataset, r.seed, n.strip()) for r in leaderboard_runs(df, pts).itertuples()
+               for n in str(r.notes).split(" | ") if "not computed" in n]
+        L += (["Measures a record lacks, and why (its notes):", ""] + [f"- {m} · {d} · seed {s}: {n}" for m, d, s, n in why]
+              + [""] if why else [])
         L += [f"![{name}](figures/{name}.png)", ""] if f else []
     return L, figs
 
