@@ -356,6 +356,7 @@ def write_leaderboard_figure(df: pd.DataFrame, pts: pd.DataFrame, out_dir: str |
     if runs.empty: return []
     fdir = Path(out_dir) / "figures"; fdir.mkdir(parents=True, exist_ok=True)
     order = [LEADERBOARD.get(m, m) for m in dict.fromkeys(pts.method)]
+    hues = [DATASET_NAMES.get(x, x) for x in dict.fromkeys(pts.dataset)]
     d = runs.assign(label=runs.method.map(lambda v: LEADERBOARD.get(v, v)), dataset=runs.dataset.map(lambda v: DATASET_NAMES.get(v, v)))
     fig = Figure(figsize=(4 + 0.9 * len(order), 9)); axes = fig.subplots(3, 1, sharex=True)
     for ax, (k, title) in zip(axes, [("accuracy", "accuracy (%)"), ("las", "LAS (points)"),
@@ -364,9 +365,9 @@ def write_leaderboard_figure(df: pd.DataFrame, pts: pd.DataFrame, out_dir: str |
         if k not in d or d[k].notna().sum() == 0:
             ax.text(0.5, 0.5, "no run records this measure", ha="center", transform=ax.transAxes); continue
         v = d[d[k].notna()].assign(value=lambda x: x[k].astype(float) * (1 if k == "las" else 100))
-        sns.barplot(data=v, x="label", y="value", hue="dataset", order=order, errorbar="sd", alpha=0.7, ax=ax)
-        sns.stripplot(data=v, x="label", y="value", hue="dataset", order=order, dodge=True, palette="dark:k", size=3,
-                      legend=False, ax=ax)
+        sns.barplot(data=v, x="label", y="value", hue="dataset", order=order, hue_order=hues, errorbar="sd", alpha=0.7, ax=ax)
+        sns.stripplot(data=v, x="label", y="value", hue="dataset", order=order, hue_order=hues, dodge=True,
+                      palette="dark:k", size=3, legend=False, ax=ax)
         ax.set_xlabel(""); ax.legend(fontsize=7, loc="best")
     axes[-1].tick_params(axis="x", rotation=30)
     axes[0].set_title("Cross-method leaderboard (bars: mean over seeds ± sd; dots: seeds)")
