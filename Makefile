@@ -31,11 +31,13 @@ install: $(STAMP)
 
 # The embedded default: the smoke sweep (every dataset and method notebook at smoke scale,
 # 2 workers; executed notebooks under results/notebooks/smoke/, one status per point under
-# results/sweeps/smoke/, run records under results/runs/), then the report. A failed point
-# makes `make repro` exit non-zero, but only after the summary is written.
+# results/sweeps/smoke/, run records under results/runs/), the cross-method leaderboard at
+# smoke scale (sweeps/leaderboard.yaml, likewise under .../leaderboard/), then the report. A
+# failed point makes `make repro` exit non-zero, but only after the summary is written.
 repro: $(STAMP)
 	@t0=$$(date +%s); st=0; \
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m knife_repro.sweep sweeps/smoke.yaml --workers 2 || st=$$?; \
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m knife_repro.sweep sweeps/leaderboard.yaml --workers 2 || st=$$?; \
 	$(BIN)/python -m knife_repro.report --out results/smoke || st=$$?; \
 	echo "make repro: $$(( $$(date +%s) - t0 )) s"; \
 	echo "Summary: results/smoke/summary.md"; exit $$st

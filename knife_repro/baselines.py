@@ -16,9 +16,10 @@ from .metrics import accuracy, normalize_answer
 from .training import TrainOptions, pad_collate, train
 
 # %% auto #0
-__all__ = ['BASELINES', 'METHODS', 'ANSWER_CUE', 'EXPLANATION_CUE', 'SMOKE_CAPS', 'run', 'rationale_of', 'format_input',
-           'format_target', 'parse_answer', 'score_choices', 'generate', 'predict', 'evaluate_qa', 'encode_examples',
-           'seq2seq_lm_loss', 'subsample', 'caps', 'eval_splits', 'run_baseline']
+__all__ = ['BASELINES', 'METHODS', 'ANSWER_CUE', 'EXPLANATION_CUE', 'SMOKE_CAPS', 'run', 'WRITES_RATIONALE', 'rationale_of',
+           'format_input', 'format_target', 'parse_answer', 'score_choices', 'generate', 'predict', 'evaluate_qa',
+           'encode_examples', 'seq2seq_lm_loss', 'subsample', 'caps', 'eval_splits', 'run_baseline',
+           'baseline_faithfulness']
 
 # %% ../nbs/03_baselines.ipynb #eacf6936
 BASELINES = {"ft_io": "I→O", "ft_ior": "I→OR", "ft_iro": "I→RO", "ft_ir_o": "IR→O"}
@@ -217,11 +218,41 @@ def run_baseline(cfg: RunConfig, dd=None, force: bool = False) -> dict:
             metrics.update({f"{k}_{mode}" if k != "n" else "n": v for k, v in m.items()})
         for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high"):   # the headline: prediction by scoring
             metrics[k] = metrics[f"{k}_score"]
+    notes = [f"selection split: {sel} ({len(dev)}), reported split: {rep} ({len(test)}), train: {len(tr)}"]
+    if cfg.flags.get("faithfulness") and cfg.method in WRITES_RATIONALE:
+        with timed(timings, "faithfulness_s"):
+            fm, fnotes = baseline_faithfulness(model, tok, cfg, tr, test, rs)
+        metrics.update(fm); notes += fnotes
     timings["tokens_per_s"] = round(res.tokens_per_s, 1)
     timings["processes"], timings["optimizer_steps"] = res.state.processes, res.state.step
-    notes = [f"selection split: {sel} ({len(dev)}), reported split: {rep} ({len(test)}), train: {len(tr)}"]
     write_run_record(cfg, metrics, timings=timings, notes=notes, history=res.state.history,
                      best_validation=res.best_metrics)
     return find_run(cfg)
 
 run = run_baseline   # the uniform entry point of a method module: run(cfg, force=False) -> record
+
+# %% ../nbs/03_baselines.ipynb #bc0193eb
+WRITES_RATIONALE = ("ft_iro", "ft_ior")
+
+def _own_rationale(text: str, method: str) -> str:
+    if method == "ft_iro": return text.split(ANSWER_CUE)[0].strip()
+    return text.split(EXPLANATION_CUE, 1)[1].strip() if EXPLANATION_CUE in text else ""
+
+def baseline_faithfulness(model, tok, cfg: RunConfig, train_examples, test_examples, rationale_source: str = "human"):
+    "(metrics, notes) of `faithfulness.rationale_faithfulness` for an I→RO or I→OR student."
+    from knife_repro.faithfulness import rationale_faithfulness
+    m = cfg.method
+    if m not in WRITES_RATIONALE: raise ValueError(f"method={m!r}: writes no rationale ({', '.join(WRITES_RATIONALE)} do)")
+    kw = dict(rationale_source=rationale_source, max_new_tokens=cfg.max_target_len, max_source_len=cfg.max_source_len)
+    def outputs(exs):
+        exs = list(exs)
+        scored = predict(model, tok, exs, m, "score", **kw)
+        texts = scored["texts"] if m == "ft_iro" else predict(model, tok, exs, m, "generate", **kw)["texts"]
+        return [_own_rationale(t, m) for t in texts], scored["preds"]
+    def forced(exs, rats):
+        inputs = [format_input(e, m, rationale_source) for e in exs]
+        s = score_choices(model, tok, inputs, [e["choices"] for e in exs], prefixes=[f"{r} {ANSWER_CUE}" for r in rats],
+                          eos=False, max_source_len=cfg.max_source_len)
+        return [max(range(len(r)), key=r.__getitem__) for r in s]
+    return rationale_faithfulness(cfg, tok, list(train_examples), list(test_examples), outputs,
+                                  forced if m == "ft_iro" else None)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -16,7 +16,8 @@ from .core import RunConfig, seed_everything
 from .training import TrainOptions, train
 
 # %% auto #0
-__all__ = ['VIEWS', 'las', 'simulator_input', 'train_simulator', 'simulate', 'las_eval', 'perturb_ids']
+__all__ = ['VIEWS', 'FAITHFULNESS', 'las', 'simulator_input', 'train_simulator', 'simulate', 'las_eval', 'perturb_ids',
+           'perturb_text', 'rationale_faithfulness']
 
 # %% ../nbs/08_faithfulness.ipynb #be810b51
 def _las(y, sx, se, sxe) -> tuple[float, float, float, float]:
@@ -108,3 +109,47 @@ def perturb_ids(ids: Sequence[int], fraction: float = 0.5, vocab_size: int = 320
             if t != out[i] and t not in bad: break
         out[i] = t
     return out
+
+# %% ../nbs/08_faithfulness.ipynb #09a066b3
+FAITHFULNESS = {   # simulator and LAS settings per scale; SCOTT's own defaults are the same values
+    "smoke": dict(simulator="tiny-t5", sim_epochs=10, sim_lr=3e-3, las_train=64, n_boot=1000, perturb_fraction=0.5),
+    "cpu": dict(simulator="t5-base", sim_epochs=3, sim_lr=1e-4, las_train=-1, n_boot=1000, perturb_fraction=0.5),
+    "paper": dict(simulator="t5-base", sim_epochs=3, sim_lr=1e-4, las_train=-1, n_boot=1000, perturb_fraction=0.5),
+}
+
+def perturb_text(tok, text: str, fraction: float = 0.5, seed: int = 0) -> str:
+    "`text` with `fraction` of its tokens replaced by random non-special ids (as `scott.perturb_rationale`)."
+    ids = tok(text, add_special_tokens=False).input_ids
+    return tok.decode(perturb_ids(ids, fraction, len(tok), seed, exclude=tok.all_special_ids), skip_special_tokens=True)
+
+def _acc(preds: Sequence, golds: Sequence) -> dict:
+    from knife_repro.metrics import accuracy
+    return {k: v for k, v in accuracy(preds, golds).items() if k != "n"}
+
+def rationale_faithfulness(cfg: RunConfig, tok, train_examples: Sequence[dict], test_examples: Sequence[dict],
+                           outputs: Callable, forced: Callable | None = None, test_outputs: tuple | None = None,
+                           **settings) -> tuple[dict, list[str]]:
+    "(metrics, notes): LAS with CI, and own-/perturbed-rationale accuracy when `forced` is given."
+    from knife_repro.baselines import subsample
+    s = {**FAITHFULNESS[cfg.scale], **settings}
+    test = list(test_examples)
+    golds = [e["answer"] for e in test]
+    rats, preds = test_outputs if test_outputs is not None else outputs(test)
+    metrics, notes = {}, []
+    if forced is not None:
+        pert = [perturb_text(tok, r, s["perturb_fraction"], cfg.seed * 100003 + i) for i, r in enumerate(rats)]
+        metrics.update({f"own_rationale_{k}": v for k, v in _acc(forced(test, rats), golds).items()})
+        metrics.update({f"perturbed_{k}": v for k, v in _acc(forced(test, pert), golds).items()})
+    las_tr = list(subsample(train_examples, s["las_train"], 1.0, cfg.seed + 1))
+    rows = lambda exs, rs, ps: [{"question": e["question"], "choices": e["choices"], "rationale": r, "y_hat": p}
+                                for e, r, p in zip(exs, rs, ps)]
+    try:
+        l = las_eval(rows(las_tr, *outputs(las_tr)), rows(test, rats, preds), cfg, s["simulator"],
+                     n_boot=int(s["n_boot"]), epochs=int(s["sim_epochs"]), lr=float(s["sim_lr"]))
+        metrics.update({k if k.startswith("las") else f"las_{k}": v for k, v in l.items()})
+    except ValueError as err:
+        notes.append(f"LAS not computed: {err}")
+    notes.append(f"faithfulness: simulator {s['simulator']} ({s['sim_epochs']} epochs, lr {s['sim_lr']}) on "
+                 f"{len(las_tr)} training questions; perturbed fraction {s['perturb_fraction']}"
+                 + ("" if forced else "; no perturbed-rationale accuracy (the answer comes before the rationale)"))
+    return metrics, notes

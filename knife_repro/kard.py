@@ -20,7 +20,7 @@ from .rationales import LETTERS
 # %% auto #0
 __all__ = ['METHODS', 'KNOWLEDGE_METHODS', 'DOMAINS', 'FLAG_DEFAULTS', 'question_text', 'prompt_parts', 'encode_input',
            'target_text', 'encode_target', 'parse_letter', 'vote', 'pick_rationales', 'training_examples',
-           'test_passages', 'predict', 'score_after', 'knowledge_base', 'run']
+           'test_passages', 'predict', 'score_after', 'knowledge_base', 'run', 'kard_faithfulness']
 
 # %% ../nbs/21_kard.ipynb #6071ff8d
 METHODS = ("kard_ft", "kard_rd", "kard_bm25", "kard_rerank")
@@ -168,7 +168,8 @@ def score_after(model, tok, examples: Sequence[dict], method: str, dataset: str,
 
 # %% ../nbs/21_kard.ipynb #d340d65d
 FLAG_DEFAULTS = dict(rationale_source="auto", teacher="tiny-gpt2", verifier="tiny-t5", n_rationales=2, k_train=1, k=1,
-                     kappa=5, reranker="minilm", reranker_loss="kl", decoding="greedy", n_samples=5, corpus="")
+                     kappa=5, reranker="minilm", reranker_loss="kl", decoding="greedy", n_samples=5, corpus="",
+                     faithfulness=False)
 
 def _flags(cfg: RunConfig) -> dict:
     unknown = set(cfg.flags) - set(FLAG_DEFAULTS) - {"data_options"}
@@ -255,6 +256,10 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
     m = accuracy(out["preds"], golds)
     m["invalid"] = sum(p is None for p in out["preds"]) / max(len(test), 1)
     m.update({f"{k}_scored": v for k, v in accuracy(out["scored"], golds).items() if k != "n"})
+    if f["faithfulness"] and cfg.method != "kard_ft":
+        with timed(timings, "faithfulness_s"):
+            fm, fnotes = kard_faithfulness(model, tok, cfg, f, tr, test, index, rr, out, ps)
+        m.update(fm); notes += fnotes
     timings["tokens_per_s"] = round(res.tokens_per_s, 1)
     notes.append(f"train {len(tr)} questions → {len(data)} examples; reported split {rep} ({len(test)}); "
                  f"rationales from {info.get('rationale_source')}")
@@ -287,3 +292,25 @@ def _reranker(cfg: RunConfig, f: dict, tr, rats, index, cache: Path):
         save_reranker(model, folder, f["reranker"])
     ev = evaluate_reranker(model, tok, search_space(held, index, progress=False), index, **kw)
     return (model, tok, kw), {"train_pairs": len(fit), **ev}
+
+def _rationale(text: str) -> str: return text.rsplit("Answer:", 1)[0].strip()
+
+def kard_faithfulness(model, tok, cfg: RunConfig, f: dict, train_examples, test, index, reranker, out: dict,
+                      test_passages_: Sequence[Sequence[str]]):
+    "(metrics, notes) of `faithfulness.rationale_faithfulness` for a KARD student (RD, BM25 or reranker)."
+    from knife_repro.faithfulness import rationale_faithfulness
+    passages = {e["id"]: p for e, p in zip(test, test_passages_)}
+    def _passages(exs):
+        new = [e for e in exs if e["id"] not in passages]
+        for e, p in zip(new, test_passages(new, cfg.method, index, int(f["k"]), int(f["kappa"]), reranker)):
+            passages[e["id"]] = p
+        return [passages[e["id"]] for e in exs]
+    def outputs(exs):
+        exs = list(exs)
+        o = predict(model, tok, exs, cfg.method, cfg.dataset, _passages(exs), cfg.max_source_len, cfg.max_target_len,
+                    f["decoding"], int(f["n_samples"]), seed=cfg.seed)
+        return [_rationale(t[0]) for t in o["texts"]], o["preds"]
+    forced = lambda exs, rats: score_after(model, tok, exs, cfg.method, cfg.dataset, _passages(exs), rats,
+                                           cfg.max_source_len)
+    return rationale_faithfulness(cfg, tok, list(train_examples), test, outputs, forced,
+                                  test_outputs=([_rationale(t[0]) for t in out["texts"]], out["preds"]))

@@ -22,13 +22,17 @@ from .core import PROJECT_ROOT, RESULTS_DIR, RUNS_DIR
 from .metrics import mean_std
 
 # %% auto #0
-__all__ = ['CONFIG_KEYS', 'REQUIRED', 'DEFAULT_BY', 'PAPER_NUMBERS', 'PAPER_COLUMNS', 'NOT_FRACTIONS', 'HEADLINE', 'record_row',
-           'collect_runs', 'aggregate', 'unit_factor', 'load_paper_numbers', 'paper_table', 'to_markdown', 'to_latex',
-           'overview', 'slug', 'write_tables', 'write_figures', 'error_line', 'sweep_status', 'write_summary', 'main']
+__all__ = ['CONFIG_KEYS', 'REQUIRED', 'NOT_BUDGET', 'DEFAULT_BY', 'PAPER_NUMBERS', 'PAPER_COLUMNS', 'NOT_FRACTIONS', 'HEADLINE',
+           'LEADERBOARD_SWEEP', 'LB_METRICS', 'LB_EXTRA', 'DATASET_NAMES', 'LB_POINT_COLUMNS', 'LB_LEGEND',
+           'record_row', 'collect_runs', 'aggregate', 'unit_factor', 'load_paper_numbers', 'paper_table', 'to_markdown',
+           'to_latex', 'overview', 'slug', 'write_tables', 'write_figures', 'error_line', 'sweep_status',
+           'leaderboard_points', 'leaderboard_runs', 'leaderboard_numbers', 'leaderboard_tables',
+           'write_leaderboard_figure', 'leaderboard_scales', 'write_leaderboard', 'write_summary', 'main']
 
 # %% ../nbs/31_report.ipynb #8be2e2d7
 CONFIG_KEYS = ("method", "dataset", "model", "seed", "scale", "train_fraction")
 REQUIRED = ("method", "dataset", "model", "seed", "scale")
+NOT_BUDGET = (*CONFIG_KEYS, "flags", "output_dir")
 
 def _flatten(d: dict, prefix: str = "") -> dict:
     "Nested dict -> {'a.b': scalar}; lists and other containers are dropped."
@@ -53,7 +57,8 @@ def record_row(rec: dict, name: str = "") -> dict:
     "One tidy row of a run record."
     cfg, flags = rec["config"], rec["config"].get("flags") or {}
     row = {"run_id": rec.get("run_id", name), **{k: cfg.get(k) for k in CONFIG_KEYS},
-           "flags": json.dumps(flags, sort_keys=True, default=str)}
+           "flags": json.dumps(flags, sort_keys=True, default=str),
+           "budget": json.dumps({k: v for k, v in cfg.items() if k not in NOT_BUDGET}, sort_keys=True, default=str)}
     row.update({f"flag.{k}": v for k, v in _flatten(flags).items()})
     for k, v in _flatten(rec["metrics"]).items():
         row[k if k not in row else f"metric.{k}"] = v
@@ -79,7 +84,7 @@ def collect_runs(runs_dir: str | Path | None = None) -> pd.DataFrame:
     return df if rows else pd.DataFrame(columns=["run_id", *CONFIG_KEYS, "flags"])
 
 # %% ../nbs/31_report.ipynb #e51dc727
-DEFAULT_BY = ("method", "dataset", "model", "scale", "train_fraction", "flags")
+DEFAULT_BY = ("method", "dataset", "model", "scale", "train_fraction", "flags", "budget")
 
 def aggregate(df: pd.DataFrame, by: Sequence[str] = DEFAULT_BY, metric: str = "accuracy") -> pd.DataFrame:
     "Mean, sample std and n over seeds of `metric` per group `by`, with the mean bootstrap CI and the seeds."
@@ -263,11 +268,159 @@ def sweep_status(results_dir: str | Path | None = None) -> tuple[pd.DataFrame, p
               .astype(int).reset_index() if len(pts) else pd.DataFrame(columns=["sweep", "ok", "failed"]))
     return pts, counts
 
+# %% ../nbs/31_report.ipynb #5892f1ff
+LEADERBOARD_SWEEP = PROJECT_ROOT / "sweeps" / "leaderboard.yaml"
+LB_METRICS = {"accuracy": "accuracy", "las": "LAS", "perturbed_accuracy": "perturbed"}
+LB_EXTRA = ("own_rationale_accuracy",)   # shown inside the perturbed cell
+DATASET_NAMES = {"strategyqa": "StrategyQA", "openbookqa": "OpenBookQA"}
+LB_POINT_COLUMNS = ["method", "dataset", "seed", "run_id", "point", "status", "reason"]
+
+def leaderboard_points(sweep: str | Path = LEADERBOARD_SWEEP, scale: str = "smoke",
+                       results_dir: str | Path | None = None) -> pd.DataFrame:
+    "Every grid point of the leaderboard sweep at `scale`: method, dataset, seed, its run id and sweep state."
+    from knife_repro.leaderboard import leaderboard_config
+    from knife_repro.sweep import all_points, load_sweep, read_status, status_path
+    results_dir = Path(results_dir or RESULTS_DIR)
+    sw = load_sweep(sweep, scale)
+    rows = []
+    for p in all_points(sw, results_dir):
+        prm = p["params"]
+        cfg = leaderboard_config(prm["method"], prm["dataset"], prm["seed"], prm["scale"], prm.get("model", ""))
+        st = None if p["excluded"] else (read_status(status_path(sw, p, results_dir)) or {})
+        rows.append({"method": prm["method"], "dataset": prm["dataset"], "seed": int(prm["seed"]), "run_id": cfg.run_id,
+                     "point": p["id"], "status": "excluded" if p["excluded"] else st.get("status", "not run"),
+                     "reason": p["excluded"] or error_line(st.get("error") or "")})
+    return pd.DataFrame(rows, columns=LB_POINT_COLUMNS)
+
+def leaderboard_runs(df: pd.DataFrame, pts: pd.DataFrame) -> pd.DataFrame:
+    "The run rows of the leaderboard's points (matched by run id)."
+    if df.empty or "run_id" not in df: return df.iloc[0:0]
+    return df[df.run_id.isin(set(pts.run_id))]
+
+def leaderboard_numbers(df: pd.DataFrame, pts: pd.DataFrame) -> pd.DataFrame:
+    "Mean, std, n, seeds and mean CI of accuracy, LAS and perturbed accuracy per method × dataset (raw units)."
+    runs = leaderboard_runs(df, pts)
+    parts = [a for m in (*LB_METRICS, *LB_EXTRA) if not (a := aggregate(runs, by=["method", "dataset"], metric=m)).empty]
+    cols = ["method", "dataset", "metric", "mean", "std", "n", "seeds", "ci_low", "ci_high"]
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+
+def _lb_value(a, pct: bool, ci: bool = False) -> str:
+    f = 100.0 if pct else 1.0
+    s = f"{f * a['mean']:.1f}" + (f" ± {f * a['std']:.1f}" if a["n"] > 1 else "")
+    if ci and not (math.isnan(a["ci_low"]) or math.isnan(a["ci_high"])):
+        s += f" [{f * a['ci_low']:.1f}, {f * a['ci_high']:.1f}]"
+    return s
+
+def leaderboard_tables(df: pd.DataFrame, pts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "(the cross-method table: a row per method, dataset × {accuracy, LAS, perturbed} columns; the points with no record)."
+    from knife_repro.leaderboard import LEADERBOARD, RATIONALE
+    nums = leaderboard_numbers(df, pts).set_index(["method", "dataset", "metric"])
+    have = set(leaderboard_runs(df, pts).run_id)
+    pts = pts.assign(recorded=pts.run_id.isin(have))
+    methods = [m for m in LEADERBOARD if m in set(pts.method)] + sorted(set(pts.method) - set(LEADERBOARD))
+    datasets = list(dict.fromkeys(pts.dataset))
+    rows = []
+    for m in methods:
+        row = {"method": LEADERBOARD.get(m, m)}
+        for d in datasets:
+            p = pts[(pts.method == m) & (pts.dataset == d)]
+            cols = {k: f"{DATASET_NAMES.get(d, d)} {v}" for k, v in LB_METRICS.items()}
+            if not len(p): row.update({c: "" for c in cols.values()}); continue
+            if not p.recorded.any():
+                states = list(dict.fromkeys(p.status))
+                row.update({cols["accuracy"]: " / ".join(states), cols["las"]: "", cols["perturbed_accuracy"]: ""})
+                continue
+            for k, c in cols.items():
+                if k != "accuracy" and m not in RATIONALE: row[c] = "–"; continue
+                if k == "perturbed_accuracy" and RATIONALE[m] != "before": row[c] = "n/a"; continue
+                if (m, d, k) not in nums.index: row[c] = "not computed"; continue
+                a = nums.loc[(m, d, k)]
+                s = _lb_value(a, pct=k != "las", ci=k == "las")
+                if k == "perturbed_accuracy" and (m, d, "own_rationale_accuracy") in nums.index:
+                    s += f" (own {_lb_value(nums.loc[(m, d, 'own_rationale_accuracy')], pct=True)})"
+                if k == "accuracy" or a["n"] < p.recorded.sum(): s += f" (n={a['n']}" + (
+                    f" of {len(p)})" if a["n"] < len(p) else ")")
+                row[c] = s
+        rows.append(row)
+    missing = pts[~pts.recorded].assign(method=lambda x: x.method.map(lambda v: LEADERBOARD.get(v, v)))
+    missing = missing.assign(reason=[r or ("ran, but wrote no run record " + i if s == "ok" else "")
+                                     for r, s, i in zip(missing.reason, missing.status, missing.run_id)])
+    return pd.DataFrame(rows), missing[["method", "dataset", "seed", "status", "reason", "point"]].reset_index(drop=True)
+
+def write_leaderboard_figure(df: pd.DataFrame, pts: pd.DataFrame, out_dir: str | Path, name: str = "leaderboard") -> list[Path]:
+    "Accuracy, LAS and perturbed accuracy per method and dataset (bars: mean over seeds ± sd; dots: seeds), PNG and SVG."
+    import seaborn as sns
+    from matplotlib.figure import Figure
+    from knife_repro.leaderboard import LEADERBOARD
+    runs = leaderboard_runs(df, pts)
+    if runs.empty: return []
+    fdir = Path(out_dir) / "figures"; fdir.mkdir(parents=True, exist_ok=True)
+    order = [LEADERBOARD.get(m, m) for m in dict.fromkeys(pts.method)]
+    hues = [DATASET_NAMES.get(x, x) for x in dict.fromkeys(pts.dataset)]
+    d = runs.assign(label=runs.method.map(lambda v: LEADERBOARD.get(v, v)), dataset=runs.dataset.map(lambda v: DATASET_NAMES.get(v, v)))
+    fig = Figure(figsize=(4 + 0.9 * len(order), 9)); axes = fig.subplots(3, 1, sharex=True)
+    for ax, (k, title) in zip(axes, [("accuracy", "accuracy (%)"), ("las", "LAS (points)"),
+                                     ("perturbed_accuracy", "perturbed-rationale accuracy (%)")]):
+        ax.set_ylabel(title)
+        if k not in d or d[k].notna().sum() == 0:
+            ax.text(0.5, 0.5, "no run records this measure", ha="center", transform=ax.transAxes); continue
+        v = d[d[k].notna()].assign(value=lambda x: x[k].astype(float) * (1 if k == "las" else 100))
+        sns.barplot(data=v, x="label", y="value", hue="dataset", order=order, hue_order=hues, errorbar="sd", alpha=0.7, ax=ax)
+        sns.stripplot(data=v, x="label", y="value", hue="dataset", order=order, hue_order=hues, dodge=True,
+                      palette="dark:k", size=3, legend=False, ax=ax)
+        ax.set_xlabel(""); ax.legend(fontsize=7, loc="best")
+    axes[-1].tick_params(axis="x", rotation=30)
+    axes[0].set_title("Cross-method leaderboard (bars: mean over seeds ± sd; dots: seeds)")
+    return _save(fig, fdir, name)
+
+def leaderboard_scales(sweep: str | Path = LEADERBOARD_SWEEP, results_dir: str | Path | None = None) -> list[str]:
+    "The scales at which the leaderboard sweep has left status files."
+    found = set()
+    for p in (Path(results_dir or RESULTS_DIR) / "sweeps" / Path(sweep).stem).glob("*.json"):
+        try: found.add(json.loads(p.read_text())["params"]["scale"])
+        except (OSError, json.JSONDecodeError, KeyError, TypeError): pass   # sweep_status warns about unreadable ones
+    return [s for s in ("smoke", "cpu", "paper") if s in found]
+
 # %% ../nbs/31_report.ipynb #1c7aeb0f
 def _link_pair(name: str) -> str: return f"[{name}.md](tables/{name}.md) · [{name}.tex](tables/{name}.tex)"
 
+LB_LEGEND = ("Same splits, student, seeds and training budget for every method (`nbs/32_leaderboard`). Accuracy (%): "
+             "mean ± std over seeds (n seeds). LAS (points): mean ± std [mean of the runs' 95% bootstrap bounds]. "
+             "Perturbed (%): accuracy with half of the student's own rationale tokens replaced, answer scored after it "
+             "(own: the same with its own rationale unchanged). "
+             "–: the student writes no rationale; n/a: it answers before its rationale; not computed: the record lacks it.")
+
+def write_leaderboard(df: pd.DataFrame, out_dir: str | Path, sweep: str | Path | None = LEADERBOARD_SWEEP,
+                      results_dir: str | Path | None = None) -> tuple[list[str], list[Path]]:
+    "Per scale the leaderboard sweep has run at: tables (.md, .tex), figure; returns (summary lines, figures)."
+    from knife_repro.leaderboard import LEADERBOARD
+    if not sweep or not Path(sweep).is_file(): return [], []
+    L, figs = ["## Cross-method leaderboard", ""], []
+    scales = leaderboard_scales(sweep, results_dir)
+    if not scales:
+        return L + [f"No point of `{Path(sweep).name}` has run yet (`python -m knife_repro.sweep sweeps/{Path(sweep).name}`).", ""], []
+    tdir = Path(out_dir) / "tables"; tdir.mkdir(parents=True, exist_ok=True)
+    for sc in scales:
+        pts = leaderboard_points(sweep, sc, results_dir)
+        wide, missing = leaderboard_tables(df, pts)
+        name = f"leaderboard_{sc}"
+        for n, t in ((name, wide), (f"{name}_numbers", leaderboard_numbers(df, pts)), (f"{name}_missing", missing)):
+            (tdir / f"{n}.md").write_text(to_markdown(t)); (tdir / f"{n}.tex").write_text(to_latex(t))
+        f = write_leaderboard_figure(df, pts, out_dir, name); figs += f
+        n_rec = int(pts.run_id.isin(set(leaderboard_runs(df, pts).run_id)).sum())
+        L += [f"### {sc} scale: {n_rec} of {len(pts)} points have a run record", "", LB_LEGEND, "",
+              _link_pair(name) + " · numbers: " + _link_pair(f"{name}_numbers"), "", to_markdown(wide)]
+        L += (["Points without a run record (never dropped silently):", "", to_markdown(missing)] if len(missing)
+              else ["Every point has a run record.", ""])
+        why = [(LEADERBOARD.get(r.method, r.method), r.dataset, r.seed, n.strip()) for r in leaderboard_runs(df, pts).itertuples()
+               for n in str(r.notes).split(" | ") if "not computed" in n]
+        L += (["Measures a record lacks, and why (its notes):", ""] + [f"- {m} · {d} · seed {s}: {n}" for m, d, s, n in why]
+              + [""] if why else [])
+        L += [f"![{name}](figures/{name}.png)", ""] if f else []
+    return L, figs
+
 def write_summary(out_path: str | Path = RESULTS_DIR / "smoke" / "summary.md", runs_dir: str | Path | None = None,
-                  results_dir: str | Path | None = None) -> Path:
+                  results_dir: str | Path | None = None, leaderboard: str | Path | None = LEADERBOARD_SWEEP) -> Path:
     "Write tables, figures and summary.md (every table and figure, relative links, sweep statuses); returns its path."
     out_path = Path(out_path); out = out_path.parent; out.mkdir(parents=True, exist_ok=True)
     runs_dir = Path(runs_dir) if runs_dir else RUNS_DIR
@@ -278,6 +431,7 @@ def write_summary(out_path: str | Path = RESULTS_DIR / "smoke" / "summary.md", r
     for w in caught: print(f"warning: {w.message}", file=sys.stderr)
     tables = write_tables(df, out)
     figs = write_figures(df, out, tables)
+    lb_lines, lb_figs = write_leaderboard(df, out, leaderboard, results_dir or runs_dir.parent)
     L = [f"# knife_repro report", "", f"Written {time.strftime('%Y-%m-%d %H:%M:%S %Z')} from {len(df)} run records in "
          f"`{runs_dir}`" + (f"; {len(caught)} file(s) skipped:" if caught else "."), ""]
     L += [f"- {w.message}" for w in caught] + ([""] if caught else [])
@@ -291,14 +445,18 @@ def write_summary(out_path: str | Path = RESULTS_DIR / "smoke" / "summary.md", r
     L += ["## Overview (mean ± std over seeds)", "", _link_pair("overview"), ""]
     ov = tables["overview"]
     if len(ov) and ov["flags"].eq("{}").all(): ov = ov.drop(columns=["flags"])      # flags only when they tell runs apart
+    keys = [c for c in ov.columns if c in DEFAULT_BY and c != "budget"] + ["metric"]
+    if len(ov) and "budget" in ov and ov.groupby(keys, dropna=False).budget.nunique().max() <= 1:
+        ov = ov.drop(columns=["budget"])                                              # the budget too
     L += [to_markdown(ov) if len(ov) else "No run records with a headline metric.", ""]
     for name, t in tables.items():
         if not name.startswith("paper_"): continue
         have = t[t.ours.notna()]
         L += [f"## {t.paper.iloc[0]}: ours beside the paper", "", f"Full table ({len(t)} cells): " + _link_pair(name), ""]
         L += [to_markdown(have.drop(columns=["paper"])) if len(have) else "None of this paper's cells has a run yet.", ""]
+    L += lb_lines
     L += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figs if p.suffix == ".png"]
-    L += [""] + [f"- [{p.name}](figures/{p.name})" for p in figs]
+    L += [""] + [f"- [{p.name}](figures/{p.name})" for p in figs + lb_figs]
     L += ["", "KNIFE: methods.md §1.6 gives no reported number, so no KNIFE paper table is written (see reference/README.md)."]
     out_path.write_text("\n".join(L) + "\n")
     return out_path
@@ -310,8 +468,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", default=str(RUNS_DIR), help="folder of run records (default results/runs)")
     ap.add_argument("--out", default=str(RESULTS_DIR / "smoke"), help="folder for summary.md, tables/ and figures/")
     ap.add_argument("--results", default=None, help="folder holding sweeps/ status files (default: the parent of --runs)")
+    ap.add_argument("--leaderboard", default=str(LEADERBOARD_SWEEP), help="the cross-method sweep file ('' to leave it out)")
     a = ap.parse_args(argv)
-    p = write_summary(Path(a.out) / "summary.md", a.runs, a.results)
+    p = write_summary(Path(a.out) / "summary.md", a.runs, a.results, a.leaderboard or None)
     print(f"Summary: {p}")
     return 0
 

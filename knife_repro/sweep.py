@@ -23,8 +23,8 @@ import yaml
 from .core import PROJECT_ROOT, RESULTS_DIR, SCALES, ConfigError, atomic_write_json
 
 # %% auto #0
-__all__ = ['Sweep', 'load_sweep', 'points', 'point_id', 'status_path', 'read_status', 'run_point', 'estimate_cost', 'plan',
-           'run_sweep', 'main']
+__all__ = ['Sweep', 'load_sweep', 'all_points', 'points', 'excluded_points', 'point_id', 'status_path', 'read_status',
+           'run_point', 'estimate_cost', 'plan', 'run_sweep', 'main']
 
 # %% ../nbs/30_sweeps.ipynb #9e74db5d
 @dataclass
@@ -38,6 +38,7 @@ class Sweep:
     fixed: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     cost_s: float | None = None
+    exclude: list[dict] = field(default_factory=list)   # [{"match": {param: value}, "reason": str}]
 
     @property
     def name(self) -> str: return self.path.stem
@@ -54,7 +55,7 @@ def load_sweep(path: str | Path, scale: str | None = None) -> Sweep:
     try: d = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(d, dict): raise ConfigError(f"{path}: expected a mapping")
-    unknown = set(d) - {"notebook", "description", "seeds", "grid", "fixed", "scales", "scale", "cost_s"}
+    unknown = set(d) - {"notebook", "description", "seeds", "grid", "fixed", "scales", "scale", "cost_s", "exclude"}
     if unknown: raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
     scale = scale or d.get("scale", "smoke")
     if scale not in SCALES: raise ConfigError(f"{path}: scale {scale!r} must be one of {SCALES}")
@@ -75,11 +76,25 @@ def load_sweep(path: str | Path, scale: str | None = None) -> Sweep:
     reserved = {"scale", "seed", "output_dir"} & (set(grid) | set(fixed))
     if reserved: raise ConfigError(f"{path}: {sorted(reserved)} are set by the sweep itself")
     cost = (d.get("cost_s") or {}).get(scale) if isinstance(d.get("cost_s"), dict) else None
-    return Sweep(path, nb_paths, scale, seeds, grid, fixed, d.get("description", ""), cost)
+    exclude = _excludes(path, [*(d.get("exclude") or []), *(over.get("exclude") or [])], {*grid, *fixed, "seed"})
+    return Sweep(path, nb_paths, scale, seeds, grid, fixed, d.get("description", ""), cost, exclude)
+
+def _excludes(path, entries, known: set) -> list[dict]:
+    "Checked `exclude` entries: a mapping of sweep parameters and a non-empty `reason`."
+    out = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or not str(e.get("reason") or "").strip():
+            raise ConfigError(f"{path}: exclude[{i}] must be a mapping with a non-empty reason, got {e!r}")
+        match = {k: v for k, v in e.items() if k != "reason"}
+        if not match: raise ConfigError(f"{path}: exclude[{i}] names no parameter")
+        if set(match) - known:
+            raise ConfigError(f"{path}: exclude[{i}] names {sorted(set(match) - known)}, not parameters of the sweep")
+        out.append({"match": match, "reason": str(e["reason"]).strip()})
+    return out
 
 # %% ../nbs/30_sweeps.ipynb #70879ef6
-def points(sw: Sweep, output_dir: str | Path = RESULTS_DIR) -> list[dict]:
-    "Every (notebook, parameters) point of the sweep, in a stable order."
+def all_points(sw: Sweep, output_dir: str | Path = RESULTS_DIR) -> list[dict]:
+    "Every (notebook, parameters) point of the grid in a stable order, with `excluded`: its reason or None."
     keys = list(sw.grid)
     out = []
     for nb in sw.notebooks:
@@ -87,8 +102,17 @@ def points(sw: Sweep, output_dir: str | Path = RESULTS_DIR) -> list[dict]:
             for seed in sw.seeds:
                 params = {**sw.fixed, **dict(zip(keys, combo)), "seed": seed, "scale": sw.scale,
                           "output_dir": str(output_dir)}
-                out.append({"notebook": nb, "params": params, "id": point_id(nb, params)})
+                why = next((e["reason"] for e in sw.exclude if all(params.get(k) == v for k, v in e["match"].items())), None)
+                out.append({"notebook": nb, "params": params, "id": point_id(nb, params), "excluded": why})
     return out
+
+def points(sw: Sweep, output_dir: str | Path = RESULTS_DIR) -> list[dict]:
+    "The points the sweep runs: every point of the grid not excluded."
+    return [p for p in all_points(sw, output_dir) if not p["excluded"]]
+
+def excluded_points(sw: Sweep, output_dir: str | Path = RESULTS_DIR) -> list[dict]:
+    "The points of the grid that `exclude` removes, each with its reason in `excluded`."
+    return [p for p in all_points(sw, output_dir) if p["excluded"]]
 
 def point_id(notebook: Path, params: dict) -> str:
     "Stable id of a point: notebook name + a hash of its parameters (output_dir excluded)."
@@ -148,8 +172,13 @@ def run_sweep(sw: Sweep, output_dir: str | Path = RESULTS_DIR, workers: int = 1,
         cost = estimate_cost(sw, output_dir)
         for p in pl:
             log(f"{p['state']:8} {p['id']}  " + " ".join(f"{k}={v}" for k, v in p["params"].items() if k != "output_dir"))
+        ex = excluded_points(sw, output_dir)
+        for p in ex:
+            log(f"excluded {p['id']}  " + " ".join(f"{k}={v}" for k, v in p["params"].items() if k != "output_dir")
+                + f"  ({p['excluded']})")
         est = f"~{cost * len(todo) / max(workers, 1) / 60:.1f} min" if cost else "unknown (no finished point, no cost_s)"
-        log(f"{len(pl)} points, {len(pl) - len(todo)} done, {len(todo)} to run; estimated {est} with {workers} worker(s)")
+        log(f"{len(pl)} points, {len(pl) - len(todo)} done, {len(todo)} to run"
+            + (f", {len(ex)} excluded" if ex else "") + f"; estimated {est} with {workers} worker(s)")
         return pl
     log(f"sweep {sw.name} ({sw.scale}): {len(todo)} of {len(pl)} points to run")
     results = []

@@ -55,3 +55,51 @@ def test_simulator_views():
     assert simulator_input("Q?", "E.", ["a", "b", "c"], "xe") == "question: Q? explanation: E. choices: (A) a (B) b (C) c"
     with pytest.raises(ValueError, match="view"):
         simulator_input("Q", "E", ["a"], "y")
+
+
+def _coin(n, seed=0):
+    import random
+    rng = random.Random(seed)
+    return [{"id": str(i), "question": f"Question {rng.randrange(10**6)}?", "choices": ["heads", "tails"],
+             "answer": rng.randrange(2)} for i in range(n)]
+
+
+def test_rationale_faithfulness_probes_the_forced_rationale():
+    from knife_repro.core import RunConfig
+    from knife_repro.faithfulness import perturb_text, rationale_faithfulness
+    from knife_repro.models import load_seq2seq
+    _, tok = load_seq2seq("tiny-t5")
+    cfg = RunConfig(method="x", dataset="toy", seed=3, scale="smoke", max_source_len=32)
+    exs = _coin(12)
+    outputs = lambda es: ([f"the coin shows {e['choices'][e['answer']]}" for e in es], [e["answer"] for e in es])
+    seen = []
+    def reads(es, rats):
+        seen.append(list(rats))
+        return [0 if "heads" in r else 1 if "tails" in r else 1 - e["answer"] for e, r in zip(es, rats)]
+    m, notes = rationale_faithfulness(cfg, tok, exs, exs, outputs, reads, n_boot=20, sim_epochs=1, perturb_fraction=1.0)
+    assert m["own_rationale_accuracy"] == 1.0 and m["perturbed_accuracy"] == 0.0
+    assert seen[1] == [perturb_text(tok, r, 1.0, 3 * 100003 + i) for i, r in enumerate(seen[0])]   # seeded per question
+    assert {"las", "las_ci_low", "las_ci_high", "las_n"} <= set(m) and m["las_n"] == 12
+    m2, notes2 = rationale_faithfulness(cfg, tok, exs, exs, outputs, None, n_boot=20, sim_epochs=1)
+    assert "perturbed_accuracy" not in m2 and "las" in m2 and "no perturbed-rationale accuracy" in notes2[-1]
+    none = lambda es: (["x"] * len(es), [None] * len(es))
+    m3, notes3 = rationale_faithfulness(cfg, tok, exs, exs, none, None, n_boot=20, sim_epochs=1)
+    assert "las" not in m3 and any("LAS not computed" in n for n in notes3)
+
+
+def test_iro_forced_own_rationale_is_the_headline_scoring():
+    "For FT I→RO, forcing the student's own rationale reproduces the headline (scored) prediction exactly."
+    from knife_repro.baselines import baseline_faithfulness, evaluate_qa
+    from knife_repro.core import RunConfig
+    from knife_repro.models import load_seq2seq
+    model, tok = load_seq2seq("tiny-t5", seed=0)
+    exs = _coin(10, seed=1)
+    for e in exs: e["rationale"] = "a coin"
+    cfg = RunConfig(method="ft_iro", dataset="toy", seed=0, scale="smoke", max_target_len=8, max_source_len=32)
+    m, _ = baseline_faithfulness(model, tok, cfg, exs, exs)
+    head = evaluate_qa(model, tok, exs, "ft_iro", "score", max_new_tokens=8, max_source_len=32)
+    assert m["own_rationale_accuracy"] == head["accuracy"] and "perturbed_accuracy" in m
+    m2, _ = baseline_faithfulness(model, tok, cfg.replace(method="ft_ior"), exs, exs)
+    assert "perturbed_accuracy" not in m2
+    with pytest.raises(ValueError, match="writes no rationale"):
+        baseline_faithfulness(model, tok, cfg.replace(method="ft_io"), exs, exs)

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 from knife_repro.core import ConfigError
-from knife_repro.sweep import load_sweep, plan, points, run_sweep
+from knife_repro.sweep import excluded_points, load_sweep, plan, points, run_sweep
 
 
 def tiny_notebook(path: Path, body: str) -> Path:
@@ -104,3 +104,27 @@ def test_dry_run_lists_points_and_cost(tmp_path):
     pl = run_sweep(load_sweep(f), tmp_path, dry_run=True, log=lines.append)
     assert len(pl) == 3 and "3 to run" in lines[-1] and "~3.0 min" in lines[-1]
     assert not (tmp_path / "sweeps").exists()                 # nothing ran
+
+
+def test_exclude_removes_points_and_keeps_the_reason(tmp_path):
+    nb = tiny_notebook(tmp_path / "t.ipynb", "pass")
+    f = tmp_path / "s.yaml"
+    f.write_text(f"notebook: {nb}\nseeds: [0, 1]\ngrid: {{x: [1, 2], y: [a, b]}}\n"
+                 "exclude: [{x: 2, y: b, reason: not runnable}]\n"
+                 "scales: {paper: {exclude: [{x: 1, seed: 1, reason: paper only}]}}\n")
+    smoke, paper = load_sweep(f, "smoke"), load_sweep(f, "paper")
+    assert len(points(smoke, tmp_path)) == 6 and len(points(paper, tmp_path)) == 4
+    ex = excluded_points(smoke, tmp_path)
+    assert [(p["params"]["x"], p["params"]["y"], p["params"]["seed"], p["excluded"]) for p in ex] == \
+        [(2, "b", 0, "not runnable"), (2, "b", 1, "not runnable")]
+    assert {p["excluded"] for p in excluded_points(paper, tmp_path)} == {"not runnable", "paper only"}
+    kept = {p["id"] for p in points(smoke, tmp_path)}                # ids do not move when a point is excluded
+    f2 = tmp_path / "s2.yaml"; f2.write_text(f"notebook: {nb}\nseeds: [0, 1]\ngrid: {{x: [1, 2], y: [a, b]}}\n")
+    assert kept < {p["id"] for p in points(load_sweep(f2, "smoke"), tmp_path)}
+    lines = []
+    run_sweep(smoke, tmp_path, dry_run=True, log=lines.append)
+    assert "2 excluded" in lines[-1] and sum("not runnable" in l for l in lines) == 2
+    for bad, msg in [("[{x: 2}]", "reason"), ("[{reason: r}]", "names no parameter"), ("[{z: 1, reason: r}]", "z")]:
+        f.write_text(f"notebook: {nb}\ngrid: {{x: [1]}}\nexclude: {bad}\n")
+        with pytest.raises(ConfigError, match=msg):
+            load_sweep(f)
