@@ -401,7 +401,7 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
 
 # %% ../nbs/22_scott.ipynb #149da185
 SCALE_SETTINGS = {
-    "smoke": dict(lr=3e-3, epochs=12, batch_size=16, max_source_len=128, max_target_len=48),
+    "smoke": dict(lr=3e-3, epochs=30, batch_size=16, max_source_len=128, max_target_len=48),
     "cpu": dict(lr=1e-3, epochs=10, batch_size=16, max_source_len=128, max_target_len=128, warmup_ratio=0.06,
                 early_stopping_patience=2),
     "paper": dict(optimizer="adafactor", lr=3e-5, epochs=10, batch_size=16, max_source_len=128, max_target_len=128,
