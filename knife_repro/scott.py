@@ -23,9 +23,9 @@ from .training import TrainOptions, train
 # %% auto #0
 __all__ = ['METHODS', 'DECODINGS', 'RATIONALE_SOURCES', 'PROMPT_FILES', 'FLAGS', 'SMOKE', 'SCALE_SETTINGS', 'load_prompt',
            'teacher_prompt', 'wrong_answer', 'cd_scores', 'stop_token_ids', 'contrastive_decode',
-           'contrastive_decode_reference', 'ContrastiveTeacher', 'student_input', 'student_prefix', 'encode_student',
-           'scott_loss', 'pair_counterfactuals', 'student_generate', 'forced_rationale_preds', 'perturb_rationale',
-           'scott_flags', 'run', 'scott_config']
+           'contrastive_decode_reference', 'ContrastiveTeacher', 'student_input', 'student_prefix', 'prefix_ids',
+           'encode_student', 'scott_loss', 'pair_counterfactuals', 'student_generate', 'forced_rationale_preds',
+           'perturb_rationale', 'scott_flags', 'run', 'scott_config']
 
 # %% ../nbs/22_scott.ipynb #a2f7d7a9
 METHODS = ("scott",)
@@ -186,14 +186,29 @@ def student_prefix(rationale: str, kind: str = "factual", tags: bool = True) -> 
     "The decoder text before the answer: `[kind] R So the answer is`."
     return " ".join(p for p in ([f"[{kind}]"] if tags else []) + [rationale.strip(), ANSWER_CUE] if p)
 
+def prefix_ids(tok, rationale: str, kind: str = "factual", tags: bool = True, room: int = 128) -> list[int]:
+    "Ids of `[kind] R So the answer is` in at most `room` tokens: only the rationale R is cut, never the tag or cue."
+    ids = lambda t: tok(t, add_special_tokens=False).input_ids
+    pre = ids(student_prefix(rationale, kind, tags))
+    if len(pre) <= room: return pre
+    fixed = len(ids(student_prefix("", kind, tags)))
+    if fixed > room:
+        raise ValueError(f"max_target_len leaves {room} tokens before the answer; the tag and "
+                         f"'{ANSWER_CUE}' alone need {fixed}")
+    r = ids(rationale.strip())
+    keep = min(len(r), room - fixed)
+    while True:   # a cut rationale can re-tokenise differently inside the prefix: shorten until it fits
+        pre = ids(student_prefix(tok.decode(r[:keep], skip_special_tokens=True), kind, tags))
+        if len(pre) <= room or keep == 0: return pre
+        keep -= 1
+
 def encode_student(tok, ex: dict, rationale: str, answer: int, kind: str = "factual", tags: bool = True,
                    max_source_len: int = 128, max_target_len: int = 128, start: int = 0) -> dict:
-    "Token ids of one example; counterfactual labels are -100 everywhere but the answer and EOS."
+    "Token ids of one example (a long R is cut, never cue or answer); counterfactual labels are -100 but on answer and EOS."
     if kind not in ("factual", "counterfactual"): raise ValueError(f"kind={kind!r}")
     x = tok(student_input(ex, kind, tags), truncation=True, max_length=max_source_len).input_ids
     ans = tok(" " + ex["choices"][answer], add_special_tokens=False).input_ids + [tok.eos_token_id]
-    pre = tok(student_prefix(rationale, kind, tags), add_special_tokens=False).input_ids
-    pre = pre[:max(0, max_target_len - len(ans))]
+    pre = prefix_ids(tok, rationale, kind, tags, max_target_len - len(ans))
     seq = pre + ans
     labels = seq if kind == "factual" else [-100] * len(pre) + ans
     return {"input_ids": x, "attention_mask": [1] * len(x), "decoder_input_ids": [start] + seq[:-1], "labels": labels}
@@ -386,7 +401,7 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
 
 # %% ../nbs/22_scott.ipynb #149da185
 SCALE_SETTINGS = {
-    "smoke": dict(lr=3e-3, epochs=12, batch_size=16, max_source_len=128, max_target_len=48),
+    "smoke": dict(lr=3e-3, epochs=30, batch_size=16, max_source_len=128, max_target_len=48),
     "cpu": dict(lr=1e-3, epochs=10, batch_size=16, max_source_len=128, max_target_len=128, warmup_ratio=0.06,
                 early_stopping_patience=2),
     "paper": dict(optimizer="adafactor", lr=3e-5, epochs=10, batch_size=16, max_source_len=128, max_target_len=128,

@@ -5,8 +5,8 @@ import torch
 from knife_repro.core import ConfigError, RunConfig
 from knife_repro.models import load_causal, load_seq2seq
 from knife_repro.scott import (ContrastiveTeacher, cd_scores, contrastive_decode, contrastive_decode_reference,
-                               encode_student, load_prompt, pair_counterfactuals, scott_flags, scott_loss,
-                               teacher_prompt, wrong_answer)
+                               encode_student, load_prompt, pair_counterfactuals, prefix_ids, scott_flags,
+                               scott_loss, student_prefix, teacher_prompt, wrong_answer)
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,36 @@ def test_counterfactual_loss_masks_every_rationale_token(t5):
     assert torch.all(g[:n_r] == 0) and torch.all(g[n_r:] > 0)
     f = encode_student(tok, ex, "Pears float.", 1, "factual")
     assert -100 not in f["labels"]
+
+
+@pytest.mark.parametrize("kind", ["factual", "counterfactual"])
+@pytest.mark.parametrize("max_target_len", [18, 24, 48, 128])
+def test_long_rationale_is_cut_never_the_answer_suffix(t5, kind, max_target_len):
+    _, tok = t5
+    ex = EXS[2]                                            # gold "yes"; rationalise the wrong answer "no"
+    rationale = " ".join(f"fact{i} pears \x07float bankbankbank on water" for i in range(60))
+    e = encode_student(tok, ex, rationale, 1, kind, max_target_len=max_target_len)
+    seq = e["decoder_input_ids"][1:] + e["labels"][-1:]    # the teacher-forced decoder sequence
+    tag = tok(f"[{kind}]", add_special_tokens=False).input_ids
+    tail = tok(" So the answer is no", add_special_tokens=False).input_ids + [tok.eos_token_id]
+    assert len(seq) == len(e["labels"]) <= max_target_len
+    assert seq[:len(tag)] == tag and seq[-len(tail):] == tail
+    assert len(seq) >= max_target_len - 3 and len(seq) > len(tag) + len(tail)   # the rationale is cut, not dropped
+    assert tok.decode(seq, skip_special_tokens=True).endswith("So the answer is no")
+    ans = tok(" no", add_special_tokens=False).input_ids + [tok.eos_token_id]
+    if kind == "counterfactual":
+        assert [x for x in e["labels"] if x != -100] == ans
+    else:
+        assert e["labels"] == seq
+    short = encode_student(tok, ex, "Pears float.", 1, kind, max_target_len=128)
+    assert short["decoder_input_ids"][1:] + short["labels"][-1:] == \
+        tok(student_prefix("Pears float.", kind), add_special_tokens=False).input_ids + ans   # fits: untouched
+
+
+def test_prefix_too_short_for_cue_is_an_error(t5):
+    _, tok = t5
+    with pytest.raises(ValueError, match="So the answer is"):
+        prefix_ids(tok, "Pears float.", "factual", True, room=3)
 
 
 def test_scott_loss_mixes_with_alpha(t5):
