@@ -113,7 +113,7 @@ def perturb_ids(ids: Sequence[int], fraction: float = 0.5, vocab_size: int = 320
 # %% ../nbs/08_faithfulness.ipynb #09a066b3
 FAITHFULNESS = {   # simulator and LAS settings per scale; SCOTT's own defaults are the same values
     "smoke": dict(simulator="tiny-t5", sim_epochs=10, sim_lr=3e-3, las_train=64, n_boot=1000, perturb_fraction=0.5),
-    "cpu": dict(simulator="t5-base", sim_epochs=3, sim_lr=1e-4, las_train=-1, n_boot=1000, perturb_fraction=0.5),
+    "cpu": dict(simulator="small-t5", sim_epochs=5, sim_lr=1e-3, las_train=-1, n_boot=1000, perturb_fraction=0.5),  # offline
     "paper": dict(simulator="t5-base", sim_epochs=3, sim_lr=1e-4, las_train=-1, n_boot=1000, perturb_fraction=0.5),
 }
 

@@ -15,7 +15,7 @@ import torch
 
 from .baselines import ANSWER_CUE, eval_splits, parse_answer, score_choices, subsample
 from .core import ConfigError, RunConfig, data_path, find_run, seed_everything, timed, write_run_record
-from .faithfulness import las_eval, perturb_ids
+from .faithfulness import FAITHFULNESS, las_eval, perturb_ids
 from .metrics import accuracy
 from .rationales import generate_rationales
 from .training import TrainOptions, train
@@ -272,7 +272,7 @@ def perturb_rationale(tok, rationale: str, fraction: float = 0.5, seed: int = 0)
 FLAGS = {"rationales": "cd_wrong", "counterfactual": False, "alpha": 0.5, "tags": True, "teacher": "tiny-gpt2",
          "max_rationale_tokens": None, "simulator": None, "sim_epochs": None, "sim_lr": None, "n_boot": 1000,
          "perturb_fraction": 0.5, "teacher_batch_size": 16, "data_options": {}}
-SMOKE = {"train": 64, "dev": 16, "test": 48, "max_rationale_tokens": 16, "sim_epochs": 10, "sim_lr": 3e-3, "las_train": 64}
+SMOKE = {"train": 64, "dev": 16, "test": 48, "max_rationale_tokens": 16, "las_train": 64}   # simulator: faithfulness.FAITHFULNESS
 
 def _bool(name: str, v) -> bool:
     if isinstance(v, bool): return v
@@ -299,9 +299,10 @@ def scott_flags(cfg: RunConfig) -> dict:
         raise ConfigError(f"dataset={cfg.dataset!r}: no SCOTT teacher prompt; known: {', '.join(PROMPT_FILES)}")
     smoke = cfg.scale == "smoke"
     f["max_rationale_tokens"] = int(f["max_rationale_tokens"] or (SMOKE["max_rationale_tokens"] if smoke else 128))
-    f["sim_epochs"] = int(f["sim_epochs"] or (SMOKE["sim_epochs"] if smoke else 3))
-    f["sim_lr"] = float(f["sim_lr"] or (SMOKE["sim_lr"] if smoke else 1e-4))
-    f["simulator"] = f["simulator"] or ("tiny-t5" if smoke else "t5-base")
+    fa = FAITHFULNESS.get(cfg.scale, FAITHFULNESS["paper"])   # the simulator settings every method shares
+    f["sim_epochs"] = int(f["sim_epochs"] or fa["sim_epochs"])
+    f["sim_lr"] = float(f["sim_lr"] or fa["sim_lr"])
+    f["simulator"] = f["simulator"] or fa["simulator"]
     return f
 
 # %% ../nbs/22_scott.ipynb #d59d1664
