@@ -54,7 +54,7 @@ SCALES = {
     "smoke": Settings(n_digits=2, scratchpad="columns", pretrain_steps=60, pretrain_batch=32, n_scratch=64, teacher_steps=15,
                       teacher_batch=16, distill_per_round=96, distill_batch=32, n_test=48, gen_batch=96),
     "cpu": Settings(n_digits=3, scratchpad="columns", pretrain_steps=4000, pretrain_batch=32, n_scratch=500, teacher_steps=300,
-                    teacher_batch=16, distill_rounds=6, distill_per_round=4096, distill_batch=32,
+                    teacher_batch=16, lr=1e-4, distill_rounds=16, distill_per_round=4096, distill_batch=32,
                     distill_lr=5e-4, n_test=2000),
     "paper": Settings(model="google/t5-small-lm-adapt", tokenizer=None, n_digits=8, min_digits=1,
                       mark_positions=False, spaced=True, pretrain_steps=0, n_scratch=500,
@@ -158,16 +158,16 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
             sc = pairs_of(data(n_train=k, split="train"))                    # n-digit scratchpads
             n_dir = min(k, int(0.7 * 0.8 * 100 ** (n - 1)))
             di = pairs_of(data(n_digits=n - 1, min_digits=1, n_train=n_dir, split="train"))
-            reps = max(1, len(sc) // (3 * len(di)))          # direct answers: about a quarter of the mixture
+            reps = max(1, len(sc) // (9 * len(di)))          # direct answers: about a tenth of the mixture
             mix = encode(tok, sc, "scratch", s) + encode(tok, di, "direct", s) * reps
-            r = fit(model, mix, cfg, s.pretrain_steps, s.pretrain_batch, s.pretrain_lr, pad, warmup=0.02)
+            r = fit(model, mix, cfg, s.pretrain_steps, s.pretrain_batch, s.pretrain_lr, pad, warmup=0.05, scheduler="linear")
             stages["pretrain"] = {"steps": r.state.step, "examples": len(mix), "direct_max_digits": n - 1}
         notes.append(f"offline pre-training stage: {len(sc)} scratchpads of {n} digits + {len(di)} direct answers "
                      f"of 1..{n - 1} digits, {s.pretrain_steps} steps (stands in for a pretrained LM)")
     log.info("pretrain done: %s", timings)
     base = copy.deepcopy(model)
     with timed(timings, "teacher_s"):
-        fit(model, encode(tok, scratch500, "scratch", s), cfg, s.teacher_steps, s.teacher_batch, s.lr, pad)
+        fit(model, encode(tok, scratch500, "scratch", s), cfg, s.teacher_steps, s.teacher_batch, s.lr, pad, warmup=0.1)
     teacher = freeze(model)
     with timed(timings, "eval_s"):
         res = {"teacher": evaluate(teacher, tok, test, "scratch", s, max_sc),
@@ -175,6 +175,7 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
         if s.pretrain_steps and n > 1:       # the direct pathway pre-training built: held-out 1..n-1-digit problems
             short = pairs_of(data(n_digits=n - 1, min_digits=1, n_test=min(500, s.n_test), split="test"))
             res["pretrained_direct_short"] = evaluate(base, tok, short, "direct", s, max_dir)
+            res["pretrained_scratch"] = evaluate(base, tok, test, "scratch", s, max_sc)
     log.info("teacher %.3f, pre-distill %.3f: %s", res["teacher"]["accuracy"], res["pre_distill"]["accuracy"], timings)
     op = operation(s.mark_positions, s.spaced)
     student = copy.deepcopy(model)
