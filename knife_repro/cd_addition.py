@@ -172,10 +172,11 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
     with timed(timings, "eval_s"):
         res = {"teacher": evaluate(teacher, tok, test, "scratch", s, max_sc),
                "pre_distill": evaluate(teacher, tok, test, "direct", s, max_dir)}
-        if s.pretrain_steps and n > 1:       # the direct pathway pre-training built: held-out 1..n-1-digit problems
+        if s.pretrain_steps:
+            res["pretrained_scratch"] = evaluate(base, tok, test, "scratch", s, max_sc)
+        if s.pretrain_steps and n >= 3:      # the direct pathway pre-training built: held-out 1..n-1-digit problems
             short = pairs_of(data(n_digits=n - 1, min_digits=1, n_test=min(500, s.n_test), split="test"))
             res["pretrained_direct_short"] = evaluate(base, tok, short, "direct", s, max_dir)
-            res["pretrained_scratch"] = evaluate(base, tok, test, "scratch", s, max_sc)
     log.info("teacher %.3f, pre-distill %.3f: %s", res["teacher"]["accuracy"], res["pre_distill"]["accuracy"], timings)
     op = operation(s.mark_positions, s.spaced)
     student = copy.deepcopy(model)
