@@ -421,7 +421,7 @@ def label_of(rec: dict) -> str:
     return LABELS.get(m, m)
 
 def results_table(run_dir: str | Path, **where) -> "pd.DataFrame":
-    "One row per (method label, dataset, model, scale, train_fraction): mean/std over seeds and the CI."
+    "One row per (method label, dataset, model, scale, train_fraction, budget): mean/std over seeds and the CI."
     import pandas as pd
     from knife_repro.metrics import mean_std
     recs = [json.loads(p.read_text()) for p in sorted(Path(run_dir).glob("*.json"))]
@@ -431,11 +431,13 @@ def results_table(run_dir: str | Path, **where) -> "pd.DataFrame":
         if c["method"] not in LABELS or any(c.get(k) != v for k, v in where.items()): continue
         rows.append({"method": label_of(r), "dataset": c["dataset"], "model": c["model"], "scale": c["scale"],
                      "train_fraction": c["train_fraction"], "seed": c["seed"], "accuracy": r["metrics"]["accuracy"],
+                     # runs with another budget (e.g. the leaderboard's) are other rows, never averaged in
+                     "budget": f"{c['epochs']} ep, lr {c['lr']:g}, batch {c['batch_size']}, train {c['max_train_samples']}",
                      "n": r["metrics"].get("n"), **{f"accuracy_ci_{k}": r["metrics"].get(f"accuracy_ci_{k}",
                      r["metrics"].get(f"accuracy_ci_{k}_score")) for k in ("low", "high")}})  # FT: scored CIs
     if not rows: return pd.DataFrame()
     df = pd.DataFrame(rows)
-    keys = ["method", "dataset", "model", "scale", "train_fraction"]
+    keys = ["method", "dataset", "model", "scale", "train_fraction", "budget"]
     def agg(g):
         mu, sd = mean_std(g["accuracy"].tolist()); first = g.sort_values("seed").iloc[0]
         return pd.Series({"seeds": ",".join(map(str, sorted(g["seed"]))), "accuracy": mu, "std": sd,

@@ -223,3 +223,20 @@ def test_teacher_config_keeps_data_and_drops_student_flags():
     assert (t.method, t.dataset, t.seed, t.train_fraction, t.flags) == ("knife_teacher", "openbookqa", 3, 0.25,
                                                                         {"score": "head"})
     assert resolve_flags(RunConfig.from_params(method="ft_teacher_init"))["student_init"] == "teacher"
+
+
+def test_results_table_never_averages_runs_of_another_budget(tmp_path):
+    "Seeds of one budget are averaged; a run with another budget (e.g. the leaderboard's) is its own row."
+    import json
+    from knife_repro.knife import results_table
+    def rec(i, seed, epochs, acc):
+        cfg = {"method": "knife", "dataset": "strategyqa", "model": "tiny-t5", "scale": "smoke", "train_fraction": 1.0,
+               "seed": seed, "epochs": epochs, "lr": 3e-3, "batch_size": 16, "max_train_samples": 128, "flags": {}}
+        (tmp_path / f"r{i}.json").write_text(json.dumps({"config": cfg, "metrics": {
+            "accuracy": acc, "n": 64, "accuracy_ci_low": acc - 0.1, "accuracy_ci_high": acc + 0.1}}))
+    rec(0, 0, 2, 0.5); rec(1, 1, 2, 0.7); rec(2, 0, 6, 0.2)
+    t = results_table(tmp_path, scale="smoke")
+    assert len(t) == 2
+    two = t[t["budget"].str.startswith("2 ep")].iloc[0]
+    assert two["seeds"] == "0,1" and abs(two["accuracy"] - 0.6) < 1e-9
+    assert t[t["budget"].str.startswith("6 ep")].iloc[0]["accuracy"] == 0.2
