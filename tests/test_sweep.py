@@ -128,3 +128,17 @@ def test_exclude_removes_points_and_keeps_the_reason(tmp_path):
         f.write_text(f"notebook: {nb}\ngrid: {{x: [1]}}\nexclude: {bad}\n")
         with pytest.raises(ConfigError, match=msg):
             load_sweep(f)
+
+
+def test_every_parameters_cell_parses_for_papermill():
+    "papermill drops a parameter line it cannot parse (e.g. '=' in its comment) from what it knows of the notebook."
+    import re
+    from papermill.translators import PythonTranslator
+    nbs = sorted((Path(__file__).resolve().parents[1] / "nbs").glob("*.ipynb"))
+    assert nbs
+    for f in nbs:
+        cells = [c for c in json.loads(f.read_text())["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(cells) == 1, f"{f.name}: {len(cells)} parameters cells"
+        src = "".join(cells[0]["source"])
+        names = [m.group(1) for m in re.finditer(r"^(\w+)\s*=", src, re.M)]
+        assert [p.name for p in PythonTranslator.inspect({"source": src})] == names, f.name
