@@ -149,6 +149,9 @@ def test_bad_parameters_name_the_parameter():
     with pytest.raises(ValueError, match="mark_positions"):
         from knife_repro.cd_addition import settings
         settings(RunConfig(method="cd_addition", dataset="addition", flags={"mark_positions": "maybe"}))
+    with pytest.raises(ValueError, match="scratchpad="):
+        from knife_repro.cd_addition import settings
+        settings(RunConfig(method="cd_addition", dataset="addition", flags={"scratchpad": "zigzag"}))
     with pytest.raises(ValueError, match="distribution="):
         from knife_repro.cd_instructions import raw_inputs
         raw_inputs(None, "sort", 3, "uniform")
