@@ -272,7 +272,7 @@ def perturb_rationale(tok, rationale: str, fraction: float = 0.5, seed: int = 0)
 FLAGS = {"rationales": "cd_wrong", "counterfactual": False, "alpha": 0.5, "tags": True, "teacher": "tiny-gpt2",
          "max_rationale_tokens": None, "simulator": None, "sim_epochs": None, "sim_lr": None, "n_boot": 1000,
          "perturb_fraction": 0.5, "teacher_batch_size": 16, "data_options": {}}
-SMOKE = {"train": 64, "dev": 16, "test": 48, "max_rationale_tokens": 16, "las_train": 64}   # simulator: faithfulness.FAITHFULNESS
+SMOKE = {"train": 64, "dev": 16, "test": 48, "max_rationale_tokens": 16}   # simulator and LAS: faithfulness.FAITHFULNESS
 
 def _bool(name: str, v) -> bool:
     if isinstance(v, bool): return v
@@ -384,7 +384,7 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
         metrics.update({f"perturbed_{k}": v for k, v in accuracy(
             forced_rationale_preds(student, tok, test, pert, f["tags"], cfg.max_source_len), golds).items() if k != "n"})
     with timed(timings, "las_s"):
-        las_tr = list(subsample(tr, SMOKE["las_train"] if smoke else -1, 1.0, cfg.seed + 1))
+        las_tr = list(subsample(tr, FAITHFULNESS.get(cfg.scale, FAITHFULNESS["paper"])["las_train"], 1.0, cfg.seed + 1))
         sim_rows = lambda exs, gs: [{"question": e["question"], "choices": e["choices"], "rationale": g["rationale"],
                                      "y_hat": g["pred"]} for e, g in zip(exs, gs)]
         tr_rows = sim_rows(las_tr, student_generate(student, tok, las_tr, **kw))
