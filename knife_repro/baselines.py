@@ -16,10 +16,10 @@ from .metrics import accuracy, normalize_answer
 from .training import TrainOptions, pad_collate, train
 
 # %% auto #0
-__all__ = ['BASELINES', 'METHODS', 'ANSWER_CUE', 'EXPLANATION_CUE', 'SMOKE_CAPS', 'run', 'WRITES_RATIONALE', 'rationale_of',
-           'format_input', 'format_target', 'parse_answer', 'score_choices', 'generate', 'predict', 'evaluate_qa',
-           'encode_examples', 'seq2seq_lm_loss', 'subsample', 'caps', 'eval_splits', 'run_baseline',
-           'baseline_faithfulness']
+__all__ = ['BASELINES', 'METHODS', 'ANSWER_CUE', 'EXPLANATION_CUE', 'CAUSAL_SEP', 'seq2seq_lm_loss', 'SMOKE_CAPS', 'run',
+           'WRITES_RATIONALE', 'rationale_of', 'format_input', 'format_target', 'parse_answer', 'is_causal',
+           'causal_prompt_ids', 'causal_target_ids', 'score_choices', 'generate', 'predict', 'evaluate_qa',
+           'encode_examples', 'lm_loss', 'subsample', 'caps', 'eval_splits', 'run_baseline', 'baseline_faithfulness']
 
 # %% ../nbs/03_baselines.ipynb #eacf6936
 BASELINES = {"ft_io": "I→O", "ft_ior": "I→OR", "ft_iro": "I→RO", "ft_ir_o": "IR→O"}
@@ -66,24 +66,43 @@ def parse_answer(text: str, choices: Sequence[str], method: str = "ft_io") -> in
     return None
 
 # %% ../nbs/03_baselines.ipynb #00a85e74
+CAUSAL_SEP = "\nAnswer:"
+
+def is_causal(model) -> bool:
+    "True for a decoder-only LM (GPT-2, Llama, …), False for an encoder-decoder (T5)."
+    return not getattr(model.config, "is_encoder_decoder", False)
+
 def _ids(tok, text: str) -> list[int]:
     return tok(text, add_special_tokens=False).input_ids
+
+def causal_prompt_ids(tok, text: str, max_source_len: int = 512) -> list[int]:
+    "Token ids of a causal LM's prompt: the input (with the tokenizer's BOS, if any, cut to fit) + `CAUSAL_SEP`."
+    sep = _ids(tok, CAUSAL_SEP)
+    return tok(text, truncation=True, max_length=max(1, max_source_len - len(sep))).input_ids + sep
+
+def causal_target_ids(tok, text: str, max_target_len: int = 128, eos: bool = True) -> list[int]:
+    "Token ids of a causal LM's target: a space, the text (cut to fit), then EOS."
+    y = _ids(tok, " " + text)[:max_target_len - 1 if eos else max_target_len]
+    return y + ([tok.eos_token_id] if eos else [])
 
 @torch.no_grad()
 def score_choices(model, tok, inputs: Sequence[str], choices: Sequence[Sequence[str]],
                   prefixes: Sequence[str] | None = None, eos: bool = True, length_norm: bool = False,
                   batch_size: int = 32, max_source_len: int = 512) -> list[list[float]]:
-    "Log-likelihood of each choice of each example under a seq2seq model."
+    "Log-likelihood of each choice of each example under a seq2seq or causal model."
     model.eval()
     dev = next(model.parameters()).device
+    causal = is_causal(model)
     rows = []  # (example index, input ids, target ids, number of scored tokens at the end)
     for i, (x, cs) in enumerate(zip(inputs, choices)):
-        xi = tok(x, truncation=True, max_length=max_source_len).input_ids
-        pre = _ids(tok, prefixes[i]) if prefixes and prefixes[i] else []
+        xi = causal_prompt_ids(tok, x, max_source_len) if causal else tok(x, truncation=True, max_length=max_source_len).input_ids
+        pre = _ids(tok, (" " if causal else "") + prefixes[i]) if prefixes and prefixes[i] else []
         for c in cs:
-            ci = _ids(tok, (" " if pre else "") + c) + ([tok.eos_token_id] if eos else [])
+            ci = _ids(tok, (" " if pre or causal else "") + c) + ([tok.eos_token_id] if eos else [])
             rows.append((i, xi, pre + ci, len(ci)))
     scores: list[list[float]] = [[] for _ in inputs]
+    if causal:
+        return _score_causal(model, tok, rows, scores, length_norm, batch_size, dev)
     start = model.config.decoder_start_token_id
     for s in range(0, len(rows), batch_size):
         chunk = rows[s:s + batch_size]
@@ -100,13 +119,37 @@ def score_choices(model, tok, inputs: Sequence[str], choices: Sequence[Sequence[
             scores[i].append(v / n if length_norm else v)
     return scores
 
+def _score_causal(model, tok, rows, scores, length_norm, batch_size, dev):
+    "Scores of `rows` = (example, prompt ids, target ids, n) under a causal LM: prompt + target, right-padded."
+    for s in range(0, len(rows), batch_size):
+        chunk = rows[s:s + batch_size]
+        b = pad_collate([{"input_ids": r[1] + r[2], "attention_mask": [1] * (len(r[1]) + len(r[2]))} for r in chunk],
+                        pad_id=tok.pad_token_id)
+        ids = b["input_ids"].to(dev)
+        logits = model(input_ids=ids, attention_mask=b["attention_mask"].to(dev)).logits.float()
+        lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]   # lp[:, t] = log P(ids[t+1])
+        for j, (i, x, tgt, n) in enumerate(chunk):
+            end = len(x) + len(tgt) - 1
+            v = lp[j, end - n:end].sum().item()
+            scores[i].append(v / n if length_norm else v)
+    return scores
+
 @torch.no_grad()
 def generate(model, tok, inputs: Sequence[str], max_new_tokens: int = 64, batch_size: int = 32,
              max_source_len: int = 512, **gen_kw) -> list[str]:
-    "Greedy (or `gen_kw`) generations of a seq2seq model, decoded without special tokens."
+    "Greedy (or `gen_kw`) generations of a seq2seq or causal model (new tokens only), without special tokens."
     model.eval()
     dev = next(model.parameters()).device
     outs = []
+    if is_causal(model):
+        for s in range(0, len(inputs), batch_size):
+            b = pad_collate([{"input_ids": (x := causal_prompt_ids(tok, t, max_source_len)), "attention_mask": [1] * len(x)}
+                             for t in inputs[s:s + batch_size]], pad_id=tok.pad_token_id, left=True)
+            b = {k: v.to(dev) for k, v in b.items()}
+            g = model.generate(**b, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
+                               eos_token_id=tok.eos_token_id, **gen_kw)
+            outs += [t.strip() for t in tok.batch_decode(g[:, b["input_ids"].shape[1]:], skip_special_tokens=True)]
+        return outs
     for s in range(0, len(inputs), batch_size):
         b = tok(list(inputs[s:s + batch_size]), padding=True, truncation=True, max_length=max_source_len,
                 return_tensors="pt").to(dev)
@@ -147,19 +190,27 @@ def evaluate_qa(model, tok, examples: Sequence[dict], method: str, mode: str = "
 
 # %% ../nbs/03_baselines.ipynb #8a48c328
 def encode_examples(tok, examples: Sequence[dict], method: str, rationale_source: str = "human",
-                    max_source_len: int = 512, max_target_len: int = 128) -> list[dict]:
-    "Tokenised (input, target) pairs of a baseline."
+                    max_source_len: int = 512, max_target_len: int = 128, causal: bool = False) -> list[dict]:
+    "Tokenised (input, target) pairs of a baseline; `causal`: one prompt + target sequence, labels on the target only."
     out = []
+    if causal:
+        for e in examples:
+            x = causal_prompt_ids(tok, format_input(e, method, rationale_source), max_source_len)
+            y = causal_target_ids(tok, format_target(e, method, rationale_source), max_target_len)
+            out.append({"input_ids": x + y, "attention_mask": [1] * (len(x) + len(y)), "labels": [-100] * len(x) + y})
+        return out
     for e in examples:
         x = tok(format_input(e, method, rationale_source), truncation=True, max_length=max_source_len).input_ids
         y = tok(format_target(e, method, rationale_source), truncation=True, max_length=max_target_len).input_ids
         out.append({"input_ids": x, "attention_mask": [1] * len(x), "labels": y})
     return out
 
-def seq2seq_lm_loss(models, batch):
-    "Token-level cross-entropy of `models['model']` on `labels`."
+def lm_loss(models, batch):
+    "Token-level cross-entropy of `models['model']` on `labels` (seq2seq: decoder targets; causal: the model shifts them)."
     out = models["model"](input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
     return out.loss, {}
+
+seq2seq_lm_loss = lm_loss   # the older name
 
 # %% ../nbs/03_baselines.ipynb #dcb2adbe
 SMOKE_CAPS = {"max_train_samples": 256, "max_eval_samples": 64}
@@ -187,7 +238,7 @@ def eval_splits(dd) -> tuple[str, str]:
 def run_baseline(cfg: RunConfig, dd=None, force: bool = False) -> dict:
     "Train and evaluate one fine-tuning baseline; returns its run record (skips a finished run)."
     from knife_repro.data import load as load_data
-    from knife_repro.models import load_seq2seq
+    from knife_repro.models import load_lm
     if cfg.method not in BASELINES:
         raise ValueError(f"method={cfg.method!r}: not a baseline ({', '.join(BASELINES)})")
     if not force and (rec := find_run(cfg)): return rec
@@ -196,19 +247,19 @@ def run_baseline(cfg: RunConfig, dd=None, force: bool = False) -> dict:
     seed_everything(cfg.seed)
     with timed(timings, "load_s"):
         dd = dd if dd is not None else load_data(cfg.dataset, **cfg.flags.get("data_options", {}))
-        model, tok = load_seq2seq(cfg.model, seed=cfg.seed)
+        model, tok = load_lm(cfg.model, seed=cfg.seed)
     n_tr, n_ev = caps(cfg)
     sel, rep = eval_splits(dd)
     tr = subsample(dd["train"], n_tr, cfg.train_fraction, cfg.seed)
     dev = subsample(dd[sel], n_ev, 1.0, cfg.seed)
     test = subsample(dd[rep], n_ev, 1.0, cfg.seed)
-    kw = dict(max_source_len=cfg.max_source_len)
-    data = encode_examples(tok, tr, cfg.method, rs, cfg.max_source_len, cfg.max_target_len)
+    kw = dict(max_source_len=cfg.max_source_len, length_norm=bool(cfg.flags.get("length_norm", False)))
+    data = encode_examples(tok, tr, cfg.method, rs, cfg.max_source_len, cfg.max_target_len, causal=is_causal(model))
     eval_fn = lambda models: {"accuracy": evaluate_qa(models["model"], tok, dev, cfg.method, "score",
                                                       rationale_source=rs, **kw)["accuracy"]}
     out_dir = cfg.out_path / "checkpoints" / cfg.run_id
     with timed(timings, "train_s"):
-        res = train({"model": model}, seq2seq_lm_loss, data, cfg, eval_fn=eval_fn,
+        res = train({"model": model}, lm_loss, data, cfg, eval_fn=eval_fn,
                     opts=TrainOptions(output_dir=out_dir, metric_for_best="accuracy"))
     with timed(timings, "eval_s"):
         metrics = {}

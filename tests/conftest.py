@@ -31,3 +31,11 @@ def lm_loss(models, batch):
 @pytest.fixture
 def toy():
     return toy_task
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    "(model, tokenizer) of the pretrained smollm2-135m preset, loaded once per session (a fresh copy per test is"
+    " cheap: reloading the cache takes < 1 s, but tests that train must copy it)."
+    from knife_repro.models import load_causal
+    return load_causal("smollm2-135m")

