@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .baselines import caps, eval_splits, rationale_of, subsample
+from .baselines import CAUSAL_SEP, caps, causal_target_ids, eval_splits, is_causal, rationale_of, subsample
 from .core import CACHE_DIR, ConfigError, RunConfig, find_run, seed_everything, timed, write_run_record
 from .metrics import accuracy
 from .training import TrainOptions, load_weights, pad_collate, save_weights, train
@@ -28,9 +28,9 @@ __all__ = ['SCORES', 'POSITIONS', 'KD', 'KD_OUT', 'KD_IN_LAYERS', 'METHODS', 'VA
            'choice_collate', 'ChoiceScorer', 'choice_logits', 'cross_mask_of', 'teacher_forward', 'student_forward',
            'masked_mse', 'choice_kl', 'teacher_targets', 'make_student_loss', 'make_teacher_loss', 'weights_hash',
            'data_hash', 'compute_teacher_states', 'teacher_cache_path', 'cached_teacher_states', 'predict_choices',
-           'evaluate_choices', 'resolve_flags', 'teacher_config', 'model_kind', 'load_lm', 'run', 'causal_task_text',
-           'encode_causal_choices', 'causal_collate', 'attention_allowed', 'causal_attention_mask', 'position_ids_of',
-           'causal_forward', 'causal_teacher_forward', 'causal_student_forward', 'label_of', 'results_table']
+           'evaluate_choices', 'resolve_flags', 'teacher_config', 'run', 'causal_task_text', 'encode_causal_choices',
+           'causal_collate', 'attention_allowed', 'causal_attention_mask', 'position_ids_of', 'causal_forward',
+           'causal_teacher_forward', 'causal_student_forward', 'label_of', 'results_table']
 
 # %% ../nbs/20_knife.ipynb #ac545d44
 def task_text(ex: dict, choice: str) -> str:
@@ -89,7 +89,7 @@ class ChoiceScorer(nn.Module):
         super().__init__()
         if score not in SCORES: raise ConfigError(f"score={score!r}: must be one of {SCORES}")
         if positions not in POSITIONS: raise ConfigError(f"teacher_positions={positions!r}: must be one of {POSITIONS}")
-        self.causal = not model.config.is_encoder_decoder
+        self.causal = is_causal(model)
         # a T5 keeps the attribute name `t5`, so the checkpoints of earlier runs load as they are
         if self.causal: self.lm = model
         else: self.t5 = model
@@ -350,18 +350,6 @@ def teacher_config(cfg: RunConfig) -> RunConfig:
 def _weights_dir(cfg: RunConfig) -> Path:
     return cfg.out_path / "checkpoints" / cfg.run_id / "final"
 
-def model_kind(name: str) -> str:
-    "`seq2seq` or `causal`: from the preset table, else from the checkpoint's config (`is_encoder_decoder`)."
-    from knife_repro.models import PRESETS
-    if name in PRESETS: return PRESETS[name].kind
-    from transformers import AutoConfig
-    try: return "seq2seq" if AutoConfig.from_pretrained(name).is_encoder_decoder else "causal"
-    except (OSError, ValueError): return "seq2seq"     # load_seq2seq then raises the error that lists the presets
-
-def load_lm(name: str, seed: int | None = 0):
-    "(model, tokenizer): a T5-style seq2seq or a decoder-only LM, whichever `name` is (preset, folder or hub id)."
-    from knife_repro.models import load_causal, load_seq2seq
-    return (load_causal if model_kind(name) == "causal" else load_seq2seq)(name, seed=seed)
 
 def _encoded_splits(cfg: RunConfig, tok, f: dict, dd=None, causal: bool = False) -> tuple[dict, list[str]]:
     from knife_repro.data import load as load_data
@@ -383,6 +371,7 @@ def _lengths(data: Sequence[dict]) -> list[int]:
 
 def run(cfg: RunConfig, force: bool = False, dd=None) -> dict:
     "One complete KNIFE run (teacher or student); writes and returns its run record (skips a finished run)."
+    from knife_repro.models import load_lm
     f = resolve_flags(cfg)
     if not force and (rec := find_run(cfg)) and (cfg.method != "knife_teacher" or _weights_dir(cfg).is_dir()):
         return rec
@@ -464,19 +453,19 @@ def run(cfg: RunConfig, force: bool = False, dd=None) -> dict:
 PAD, FTR, TASK, ANSWER = 0, 1, 2, 3   # segment of a column in a causal row
 
 def causal_task_text(ex: dict) -> str:
-    "The task input of a decoder-only row: the question (and context), ending where the answer starts."
-    s = f"question: {ex['question']} answer:"
+    "The task input of a decoder-only row: the question (and context); `CAUSAL_SEP` follows it."
+    s = f"question: {ex['question']}"
     return f"context: {ex['context']} {s}" if ex.get("context") else s
 
 def encode_causal_choices(tok, ex: dict, rationale_source: str = "human", max_source_len: int = 256,
                           max_target_len: int = 32, ftr: bool = True) -> dict:
     "Per-choice ids for a decoder-only LM: task input, teacher prefix [FTR ; task] (same ending), answer."
     ids = lambda s: tok(s, add_special_tokens=False).input_ids
-    x = ids(causal_task_text(ex))[-max_source_len:]            # keep the end: `answer:` must stay
+    sep = ids(CAUSAL_SEP)
+    x = ids(causal_task_text(ex))[:max(1, max_source_len - len(sep))] + sep    # the separator always stays
     r = ids(f"rationale: {rationale_of(ex, rationale_source)}\n") if ftr else []
     tx = r[:max(0, max_source_len - len(x))] + x
-    eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
-    ys = [ids(f" {c}")[:max(1, max_target_len - len(eos))] + eos for c in ex["choices"]]
+    ys = [causal_target_ids(tok, c, max_target_len) for c in ex["choices"]]    # " choice" + EOS, as the FT baselines
     k = len(ys)
     return {"input_ids": [x] * k, "teacher_input_ids": [tx] * k, "labels": ys, "answer": int(ex["answer"])}
 

@@ -286,7 +286,7 @@ def test_causal_rows_line_up(causal_lms):
         enc = encode_causal_choices(tok, e)
         r = tok(f"rationale: {e['rationale']}\n", add_special_tokens=False).input_ids
         for x, tx, y, c in zip(enc["input_ids"], enc["teacher_input_ids"], enc["labels"], e["choices"]):
-            assert tx == r + x and tok.decode(x).endswith("answer:")
+            assert tx == r + x and tok.decode(x).endswith("\nAnswer:")     # the FT baselines' causal format
             assert y == tok(f" {c}", add_special_tokens=False).input_ids + [tok.eos_token_id]
     long = dict(EXS[0], rationale="word " * 500)         # a long FTR is cut, never the task input
     enc = encode_causal_choices(tok, long, max_source_len=40)
@@ -539,3 +539,26 @@ def test_knife_run_on_a_causal_model(tmp_path):
     with pytest.raises(ConfigError, match="teacher_positions"):     # a T5 has no position choice to make
         run(RunConfig.from_params(method="knife_teacher", flags={"teacher_positions": "shared"},
                                   **dict(common, model="tiny-t5")), dd=dd)
+
+
+def test_causal_mechanism_on_pretrained_smollm2(smollm2):
+    """On the real SmolLM2-135M (GQA, tied embeddings, its own tokenizer): our rows score as transformers does, and the
+    answer reads the FTR only through the task states (the functional test above, bit for bit)."""
+    lm, tok = smollm2
+    S = ChoiceScorer(lm).eval()
+    b = causal_batch(tok, EXS[:1])                  # two rows: the mixed padded batches are the tiny models' tests
+    with torch.no_grad():
+        ours = causal_forward(S, b["teacher_input_ids"], b["teacher_segments"], bottleneck=False)["rows"]
+        for i in (0, 1):
+            real = b["teacher_segments"][i] != PAD
+            x, s = b["teacher_input_ids"][i][real][None], b["teacher_segments"][i][real]
+            lp = lm(input_ids=x).logits.float().log_softmax(-1)[0, :-1].gather(-1, x[0, 1:, None])[:, 0]
+            assert torch.allclose(ours[i], (lp * (s[1:] == ANSWER)).sum(), atol=1e-3)
+    ids, seg = b["teacher_input_ids"], b["teacher_segments"]
+    ftr = seg == FTR
+    ids2 = ids.clone(); ids2[ftr] = (ids2[ftr] + 7) % 40000 + 100
+    lp1, h1, task_states = answer_outputs(S, ids, seg, True)
+    lp2, h2, _ = answer_outputs(S, ids2, seg, True, force=task_states)
+    assert torch.equal(lp2, lp1) and torch.equal(h2, h1)
+    lp1n, _, task_n = answer_outputs(S, ids, seg, False)
+    assert not torch.allclose(answer_outputs(S, ids2, seg, False, force=task_n)[0], lp1n)
