@@ -16,15 +16,16 @@ from .metrics import accuracy, normalize_answer
 from .training import TrainOptions, pad_collate, train
 
 # %% auto #0
-__all__ = ['BASELINES', 'METHODS', 'ANSWER_CUE', 'EXPLANATION_CUE', 'CAUSAL_SEP', 'seq2seq_lm_loss', 'SMOKE_CAPS', 'run',
+__all__ = ['BASELINES', 'ZERO_SHOT', 'METHODS', 'ANSWER_CUE', 'EXPLANATION_CUE', 'CAUSAL_SEP', 'seq2seq_lm_loss', 'SMOKE_CAPS',
            'WRITES_RATIONALE', 'rationale_of', 'format_input', 'format_target', 'parse_answer', 'is_causal',
            'causal_prompt_ids', 'causal_target_ids', 'prompt_ids', 'lm_row', 'score_choices', 'generate', 'predict',
            'evaluate_qa', 'encode_examples', 'lm_loss', 'subsample', 'caps', 'eval_splits', 'run_baseline',
-           'baseline_faithfulness']
+           'run_zero_shot', 'run', 'baseline_faithfulness']
 
 # %% ../nbs/03_baselines.ipynb #eacf6936
 BASELINES = {"ft_io": "I→O", "ft_ior": "I→OR", "ft_iro": "I→RO", "ft_ir_o": "IR→O"}
-METHODS = tuple(BASELINES)   # the method names `run` handles (knife_repro.train dispatches on them)
+ZERO_SHOT = "zero_shot"       # no training: what the (pretrained) model knows, scored with the I→O (or IR→O) prompt
+METHODS = (*BASELINES, ZERO_SHOT)   # the method names `run` handles (knife_repro.train dispatches on them)
 ANSWER_CUE = "So the answer is"
 EXPLANATION_CUE = "Explanation:"
 
@@ -131,17 +132,20 @@ def score_choices(model, tok, inputs: Sequence[str | Sequence[int]], choices: Se
     return scores
 
 def _score_causal(model, tok, rows, scores, length_norm, batch_size, dev):
-    "Scores of `rows` = (example, prompt ids, target ids, n) under a causal LM: prompt + target, right-padded."
+    "Scores of `rows` = (example, prompt ids, target ids, n) under a causal LM: prompt + target, left-padded."
     for s in range(0, len(rows), batch_size):
         chunk = rows[s:s + batch_size]
         b = pad_collate([{"input_ids": r[1] + r[2], "attention_mask": [1] * (len(r[1]) + len(r[2]))} for r in chunk],
-                        pad_id=tok.pad_token_id)
-        ids = b["input_ids"].to(dev)
-        logits = model(input_ids=ids, attention_mask=b["attention_mask"].to(dev)).logits.float()
-        lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]   # lp[:, t] = log P(ids[t+1])
+                        pad_id=tok.pad_token_id, left=True)
+        ids, att = b["input_ids"].to(dev), b["attention_mask"].to(dev)
+        # left padding puts every scored token in the last columns, so the LM head (49k-262k outputs)
+        # runs on those only; positions count real tokens, as in an unpadded forward
+        k = max(r[3] for r in chunk) + 1
+        logits = model(input_ids=ids, attention_mask=att, position_ids=(att.cumsum(-1) - 1).clamp(min=0),
+                       logits_to_keep=k).logits.float()
+        lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, -k + 1:, None])[..., 0]   # the last k-1 tokens
         for j, (i, x, tgt, n) in enumerate(chunk):
-            end = len(x) + len(tgt) - 1
-            v = lp[j, end - n:end].sum().item()
+            v = lp[j, k - 1 - n:].sum().item()
             scores[i].append(v / n if length_norm else v)
     return scores
 
@@ -282,7 +286,42 @@ def run_baseline(cfg: RunConfig, dd=None, force: bool = False) -> dict:
                      best_validation=res.best_metrics)
     return find_run(cfg)
 
-run = run_baseline   # the uniform entry point of a method module: run(cfg, force=False) -> record
+# %% ../nbs/03_baselines.ipynb #b43775d1
+def run_zero_shot(cfg: RunConfig, dd=None, force: bool = False) -> dict:
+    "Score the reported split's choices with the untrained model; returns its run record (skips a finished run)."
+    from knife_repro.data import load as load_data
+    from knife_repro.models import load_lm, n_params
+    if cfg.method != ZERO_SHOT: raise ValueError(f"method={cfg.method!r}: not {ZERO_SHOT!r}")
+    if not force and (rec := find_run(cfg)): return rec
+    timings: dict = {}
+    seed_everything(cfg.seed)
+    with timed(timings, "load_s"):
+        dd = dd if dd is not None else load_data(cfg.dataset, **cfg.flags.get("data_options", {}))
+        model, tok = load_lm(cfg.model, seed=cfg.seed)
+    _, n_ev = caps(cfg)
+    _, rep = eval_splits(dd)
+    test = subsample(dd[rep], n_ev, 1.0, cfg.seed)
+    fmt = "ft_ir_o" if cfg.flags.get("with_rationale", False) else "ft_io"
+    ln = bool(cfg.flags.get("length_norm", True))
+    with timed(timings, "eval_s"):
+        inputs = [format_input(e, fmt) for e in test]
+        scores = score_choices(model, tok, inputs, [e["choices"] for e in test], eos=False, length_norm=ln,
+                               max_source_len=cfg.max_source_len)
+    preds = [max(range(len(r)), key=r.__getitem__) for r in scores]
+    golds = [e["answer"] for e in test]
+    metrics = accuracy(preds, golds)
+    counts = [golds.count(k) for k in range(max(len(e["choices"]) for e in test))]
+    metrics |= {"chance": sum(1 / len(e["choices"]) for e in test) / len(test), "majority": max(counts) / len(test),
+                "params": n_params(model)}
+    per_example = [{"id": e.get("id", str(i)), "gold": g, "pred": p, "scores": [round(v, 4) for v in sc]}
+                   for i, (e, g, p, sc) in enumerate(zip(test, golds, preds, scores))]
+    notes = [f"reported split: {rep} ({len(test)}); prompt: {BASELINES[fmt]}; length-normalised: {ln}; no training"]
+    write_run_record(cfg, metrics, timings=timings, notes=notes, per_example=per_example)
+    return find_run(cfg)
+
+def run(cfg: RunConfig, force: bool = False) -> dict:
+    "The uniform entry point of a method module: a baseline run, or a zero-shot evaluation."
+    return (run_zero_shot if cfg.method == ZERO_SHOT else run_baseline)(cfg, force=force)
 
 # %% ../nbs/03_baselines.ipynb #bc0193eb
 WRITES_RATIONALE = ("ft_iro", "ft_ior")
