@@ -18,9 +18,9 @@ from .training import TrainOptions, pad_collate, train
 # %% auto #0
 __all__ = ['BASELINES', 'ZERO_SHOT', 'METHODS', 'ANSWER_CUE', 'EXPLANATION_CUE', 'CAUSAL_SEP', 'seq2seq_lm_loss', 'SMOKE_CAPS',
            'WRITES_RATIONALE', 'rationale_of', 'format_input', 'format_target', 'parse_answer', 'is_causal',
-           'causal_prompt_ids', 'causal_target_ids', 'score_choices', 'generate', 'predict', 'evaluate_qa',
-           'encode_examples', 'lm_loss', 'subsample', 'caps', 'eval_splits', 'run_baseline', 'run_zero_shot', 'run',
-           'baseline_faithfulness']
+           'causal_prompt_ids', 'causal_target_ids', 'prompt_ids', 'lm_row', 'score_choices', 'generate', 'predict',
+           'evaluate_qa', 'encode_examples', 'lm_loss', 'subsample', 'caps', 'eval_splits', 'run_baseline',
+           'run_zero_shot', 'run', 'baseline_faithfulness']
 
 # %% ../nbs/03_baselines.ipynb #eacf6936
 BASELINES = {"ft_io": "I→O", "ft_ior": "I→OR", "ft_iro": "I→RO", "ft_ir_o": "IR→O"}
@@ -87,8 +87,18 @@ def causal_target_ids(tok, text: str, max_target_len: int = 128, eos: bool = Tru
     y = _ids(tok, " " + text)[:max_target_len - 1 if eos else max_target_len]
     return y + ([tok.eos_token_id] if eos else [])
 
+def prompt_ids(tok, x: str | Sequence[int], causal: bool, max_source_len: int = 512) -> list[int]:
+    "Token ids of a model input: text is tokenised for the model's kind (causal: `causal_prompt_ids`); ids are kept as they are."
+    if not isinstance(x, str): return list(x)
+    return causal_prompt_ids(tok, x, max_source_len) if causal else tok(x, truncation=True, max_length=max_source_len).input_ids
+
+def lm_row(x: list[int], y: list[int], causal: bool) -> dict:
+    "One training row from input ids `x` and target ids `y`: seq2seq (x → y) or causal (x + y, labels -100 on x)."
+    if causal: return {"input_ids": x + y, "attention_mask": [1] * (len(x) + len(y)), "labels": [-100] * len(x) + y}
+    return {"input_ids": x, "attention_mask": [1] * len(x), "labels": y}
+
 @torch.no_grad()
-def score_choices(model, tok, inputs: Sequence[str], choices: Sequence[Sequence[str]],
+def score_choices(model, tok, inputs: Sequence[str | Sequence[int]], choices: Sequence[Sequence[str]],
                   prefixes: Sequence[str] | None = None, eos: bool = True, length_norm: bool = False,
                   batch_size: int = 32, max_source_len: int = 512) -> list[list[float]]:
     "Log-likelihood of each choice of each example under a seq2seq or causal model."
@@ -97,7 +107,7 @@ def score_choices(model, tok, inputs: Sequence[str], choices: Sequence[Sequence[
     causal = is_causal(model)
     rows = []  # (example index, input ids, target ids, number of scored tokens at the end)
     for i, (x, cs) in enumerate(zip(inputs, choices)):
-        xi = causal_prompt_ids(tok, x, max_source_len) if causal else tok(x, truncation=True, max_length=max_source_len).input_ids
+        xi = prompt_ids(tok, x, causal, max_source_len)
         pre = _ids(tok, (" " if causal else "") + prefixes[i]) if prefixes and prefixes[i] else []
         for c in cs:
             ci = _ids(tok, (" " if pre or causal else "") + c) + ([tok.eos_token_id] if eos else [])
@@ -140,26 +150,22 @@ def _score_causal(model, tok, rows, scores, length_norm, batch_size, dev):
     return scores
 
 @torch.no_grad()
-def generate(model, tok, inputs: Sequence[str], max_new_tokens: int = 64, batch_size: int = 32,
+def generate(model, tok, inputs: Sequence[str | Sequence[int]], max_new_tokens: int = 64, batch_size: int = 32,
              max_source_len: int = 512, **gen_kw) -> list[str]:
-    "Greedy (or `gen_kw`) generations of a seq2seq or causal model (new tokens only), without special tokens."
+    "Greedy (or `gen_kw`, e.g. sampling) generations of a seq2seq or causal model (new tokens only), without special tokens."
     model.eval()
     dev = next(model.parameters()).device
+    causal = is_causal(model)
+    kw = {"do_sample": False, **({"pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id} if causal else {}),
+          **gen_kw}
     outs = []
-    if is_causal(model):
-        for s in range(0, len(inputs), batch_size):
-            b = pad_collate([{"input_ids": (x := causal_prompt_ids(tok, t, max_source_len)), "attention_mask": [1] * len(x)}
-                             for t in inputs[s:s + batch_size]], pad_id=tok.pad_token_id, left=True)
-            b = {k: v.to(dev) for k, v in b.items()}
-            g = model.generate(**b, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                               eos_token_id=tok.eos_token_id, **gen_kw)
-            outs += [t.strip() for t in tok.batch_decode(g[:, b["input_ids"].shape[1]:], skip_special_tokens=True)]
-        return outs
     for s in range(0, len(inputs), batch_size):
-        b = tok(list(inputs[s:s + batch_size]), padding=True, truncation=True, max_length=max_source_len,
-                return_tensors="pt").to(dev)
-        g = model.generate(**b, max_new_tokens=max_new_tokens, do_sample=False, **gen_kw)
-        outs += tok.batch_decode(g, skip_special_tokens=True)
+        b = pad_collate([{"input_ids": (x := prompt_ids(tok, t, causal, max_source_len)), "attention_mask": [1] * len(x)}
+                         for t in inputs[s:s + batch_size]], pad_id=tok.pad_token_id, left=causal)
+        b = {k: v.to(dev) for k, v in b.items()}
+        g = model.generate(**b, max_new_tokens=max_new_tokens, **kw)
+        if causal: outs += [t.strip() for t in tok.batch_decode(g[:, b["input_ids"].shape[1]:], skip_special_tokens=True)]
+        else: outs += tok.batch_decode(g, skip_special_tokens=True)
     return outs
 
 # %% ../nbs/03_baselines.ipynb #f1413cc3
@@ -198,16 +204,11 @@ def encode_examples(tok, examples: Sequence[dict], method: str, rationale_source
                     max_source_len: int = 512, max_target_len: int = 128, causal: bool = False) -> list[dict]:
     "Tokenised (input, target) pairs of a baseline; `causal`: one prompt + target sequence, labels on the target only."
     out = []
-    if causal:
-        for e in examples:
-            x = causal_prompt_ids(tok, format_input(e, method, rationale_source), max_source_len)
-            y = causal_target_ids(tok, format_target(e, method, rationale_source), max_target_len)
-            out.append({"input_ids": x + y, "attention_mask": [1] * (len(x) + len(y)), "labels": [-100] * len(x) + y})
-        return out
     for e in examples:
-        x = tok(format_input(e, method, rationale_source), truncation=True, max_length=max_source_len).input_ids
-        y = tok(format_target(e, method, rationale_source), truncation=True, max_length=max_target_len).input_ids
-        out.append({"input_ids": x, "attention_mask": [1] * len(x), "labels": y})
+        x = prompt_ids(tok, format_input(e, method, rationale_source), causal, max_source_len)
+        t = format_target(e, method, rationale_source)
+        y = causal_target_ids(tok, t, max_target_len) if causal else tok(t, truncation=True, max_length=max_target_len).input_ids
+        out.append(lm_row(x, y, causal))
     return out
 
 def lm_loss(models, batch):
