@@ -86,7 +86,7 @@ class TrainOptions:
     # speed levers (section "Speed levers"; measured in bench/README.md)
     fused_adamw: bool = True                 # AdamW's fused kernel: one pass over the weights, not ~10
     no_kv_cache: bool = True                 # config.use_cache=False while training (HF's Trainer does it too)
-    padding_side: str = "right"              # of the default collate; "left" moves Llama's positions
+    padding_side: str = "right"              # of the default collate; "left" shifts GPT-2's absolute positions
     pad_to_multiple_of: int = 0              # of the default collate; 0: pad to the longest in the batch
     attn_implementation: str | None = None   # "sdpa" | "eager" for every model while training; None: as loaded
     threads: int = 0                         # torch.set_num_threads while training; 0: leave as it is
