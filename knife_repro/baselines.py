@@ -16,14 +16,16 @@ from .metrics import accuracy, normalize_answer
 from .training import TrainOptions, pad_collate, train
 
 # %% auto #0
-__all__ = ['BASELINES', 'METHODS', 'ANSWER_CUE', 'EXPLANATION_CUE', 'CAUSAL_SEP', 'seq2seq_lm_loss', 'SMOKE_CAPS', 'run',
+__all__ = ['BASELINES', 'ZERO_SHOT', 'METHODS', 'ANSWER_CUE', 'EXPLANATION_CUE', 'CAUSAL_SEP', 'seq2seq_lm_loss', 'SMOKE_CAPS',
            'WRITES_RATIONALE', 'rationale_of', 'format_input', 'format_target', 'parse_answer', 'is_causal',
-           'causal_prompt_ids', 'causal_target_ids', 'score_choices', 'generate', 'predict', 'evaluate_qa',
-           'encode_examples', 'lm_loss', 'subsample', 'caps', 'eval_splits', 'run_baseline', 'baseline_faithfulness']
+           'causal_prompt_ids', 'causal_target_ids', 'prompt_ids', 'lm_row', 'score_choices', 'generate', 'predict',
+           'evaluate_qa', 'encode_examples', 'lm_loss', 'subsample', 'caps', 'eval_splits', 'run_baseline',
+           'run_zero_shot', 'run', 'baseline_faithfulness']
 
 # %% ../nbs/03_baselines.ipynb #eacf6936
 BASELINES = {"ft_io": "I→O", "ft_ior": "I→OR", "ft_iro": "I→RO", "ft_ir_o": "IR→O"}
-METHODS = tuple(BASELINES)   # the method names `run` handles (knife_repro.train dispatches on them)
+ZERO_SHOT = "zero_shot"       # no training: what the (pretrained) model knows, scored with the I→O (or IR→O) prompt
+METHODS = (*BASELINES, ZERO_SHOT)   # the method names `run` handles (knife_repro.train dispatches on them)
 ANSWER_CUE = "So the answer is"
 EXPLANATION_CUE = "Explanation:"
 
@@ -85,8 +87,18 @@ def causal_target_ids(tok, text: str, max_target_len: int = 128, eos: bool = Tru
     y = _ids(tok, " " + text)[:max_target_len - 1 if eos else max_target_len]
     return y + ([tok.eos_token_id] if eos else [])
 
+def prompt_ids(tok, x: str | Sequence[int], causal: bool, max_source_len: int = 512) -> list[int]:
+    "Token ids of a model input: text is tokenised for the model's kind (causal: `causal_prompt_ids`); ids are kept as they are."
+    if not isinstance(x, str): return list(x)
+    return causal_prompt_ids(tok, x, max_source_len) if causal else tok(x, truncation=True, max_length=max_source_len).input_ids
+
+def lm_row(x: list[int], y: list[int], causal: bool) -> dict:
+    "One training row from input ids `x` and target ids `y`: seq2seq (x → y) or causal (x + y, labels -100 on x)."
+    if causal: return {"input_ids": x + y, "attention_mask": [1] * (len(x) + len(y)), "labels": [-100] * len(x) + y}
+    return {"input_ids": x, "attention_mask": [1] * len(x), "labels": y}
+
 @torch.no_grad()
-def score_choices(model, tok, inputs: Sequence[str], choices: Sequence[Sequence[str]],
+def score_choices(model, tok, inputs: Sequence[str | Sequence[int]], choices: Sequence[Sequence[str]],
                   prefixes: Sequence[str] | None = None, eos: bool = True, length_norm: bool = False,
                   batch_size: int = 32, max_source_len: int = 512) -> list[list[float]]:
     "Log-likelihood of each choice of each example under a seq2seq or causal model."
@@ -95,7 +107,7 @@ def score_choices(model, tok, inputs: Sequence[str], choices: Sequence[Sequence[
     causal = is_causal(model)
     rows = []  # (example index, input ids, target ids, number of scored tokens at the end)
     for i, (x, cs) in enumerate(zip(inputs, choices)):
-        xi = causal_prompt_ids(tok, x, max_source_len) if causal else tok(x, truncation=True, max_length=max_source_len).input_ids
+        xi = prompt_ids(tok, x, causal, max_source_len)
         pre = _ids(tok, (" " if causal else "") + prefixes[i]) if prefixes and prefixes[i] else []
         for c in cs:
             ci = _ids(tok, (" " if pre or causal else "") + c) + ([tok.eos_token_id] if eos else [])
@@ -120,41 +132,40 @@ def score_choices(model, tok, inputs: Sequence[str], choices: Sequence[Sequence[
     return scores
 
 def _score_causal(model, tok, rows, scores, length_norm, batch_size, dev):
-    "Scores of `rows` = (example, prompt ids, target ids, n) under a causal LM: prompt + target, right-padded."
+    "Scores of `rows` = (example, prompt ids, target ids, n) under a causal LM: prompt + target, left-padded."
     for s in range(0, len(rows), batch_size):
         chunk = rows[s:s + batch_size]
         b = pad_collate([{"input_ids": r[1] + r[2], "attention_mask": [1] * (len(r[1]) + len(r[2]))} for r in chunk],
-                        pad_id=tok.pad_token_id)
-        ids = b["input_ids"].to(dev)
-        logits = model(input_ids=ids, attention_mask=b["attention_mask"].to(dev)).logits.float()
-        lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]   # lp[:, t] = log P(ids[t+1])
+                        pad_id=tok.pad_token_id, left=True)
+        ids, att = b["input_ids"].to(dev), b["attention_mask"].to(dev)
+        # left padding puts every scored token in the last columns, so the LM head (49k-262k outputs)
+        # runs on those only; positions count real tokens, as in an unpadded forward
+        k = max(r[3] for r in chunk) + 1
+        logits = model(input_ids=ids, attention_mask=att, position_ids=(att.cumsum(-1) - 1).clamp(min=0),
+                       logits_to_keep=k).logits.float()
+        lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, -k + 1:, None])[..., 0]   # the last k-1 tokens
         for j, (i, x, tgt, n) in enumerate(chunk):
-            end = len(x) + len(tgt) - 1
-            v = lp[j, end - n:end].sum().item()
+            v = lp[j, k - 1 - n:].sum().item()
             scores[i].append(v / n if length_norm else v)
     return scores
 
 @torch.no_grad()
-def generate(model, tok, inputs: Sequence[str], max_new_tokens: int = 64, batch_size: int = 32,
+def generate(model, tok, inputs: Sequence[str | Sequence[int]], max_new_tokens: int = 64, batch_size: int = 32,
              max_source_len: int = 512, **gen_kw) -> list[str]:
-    "Greedy (or `gen_kw`) generations of a seq2seq or causal model (new tokens only), without special tokens."
+    "Greedy (or `gen_kw`, e.g. sampling) generations of a seq2seq or causal model (new tokens only), without special tokens."
     model.eval()
     dev = next(model.parameters()).device
+    causal = is_causal(model)
+    kw = {"do_sample": False, **({"pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id} if causal else {}),
+          **gen_kw}
     outs = []
-    if is_causal(model):
-        for s in range(0, len(inputs), batch_size):
-            b = pad_collate([{"input_ids": (x := causal_prompt_ids(tok, t, max_source_len)), "attention_mask": [1] * len(x)}
-                             for t in inputs[s:s + batch_size]], pad_id=tok.pad_token_id, left=True)
-            b = {k: v.to(dev) for k, v in b.items()}
-            g = model.generate(**b, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                               eos_token_id=tok.eos_token_id, **gen_kw)
-            outs += [t.strip() for t in tok.batch_decode(g[:, b["input_ids"].shape[1]:], skip_special_tokens=True)]
-        return outs
     for s in range(0, len(inputs), batch_size):
-        b = tok(list(inputs[s:s + batch_size]), padding=True, truncation=True, max_length=max_source_len,
-                return_tensors="pt").to(dev)
-        g = model.generate(**b, max_new_tokens=max_new_tokens, do_sample=False, **gen_kw)
-        outs += tok.batch_decode(g, skip_special_tokens=True)
+        b = pad_collate([{"input_ids": (x := prompt_ids(tok, t, causal, max_source_len)), "attention_mask": [1] * len(x)}
+                         for t in inputs[s:s + batch_size]], pad_id=tok.pad_token_id, left=causal)
+        b = {k: v.to(dev) for k, v in b.items()}
+        g = model.generate(**b, max_new_tokens=max_new_tokens, **kw)
+        if causal: outs += [t.strip() for t in tok.batch_decode(g[:, b["input_ids"].shape[1]:], skip_special_tokens=True)]
+        else: outs += tok.batch_decode(g, skip_special_tokens=True)
     return outs
 
 # %% ../nbs/03_baselines.ipynb #f1413cc3
@@ -193,16 +204,11 @@ def encode_examples(tok, examples: Sequence[dict], method: str, rationale_source
                     max_source_len: int = 512, max_target_len: int = 128, causal: bool = False) -> list[dict]:
     "Tokenised (input, target) pairs of a baseline; `causal`: one prompt + target sequence, labels on the target only."
     out = []
-    if causal:
-        for e in examples:
-            x = causal_prompt_ids(tok, format_input(e, method, rationale_source), max_source_len)
-            y = causal_target_ids(tok, format_target(e, method, rationale_source), max_target_len)
-            out.append({"input_ids": x + y, "attention_mask": [1] * (len(x) + len(y)), "labels": [-100] * len(x) + y})
-        return out
     for e in examples:
-        x = tok(format_input(e, method, rationale_source), truncation=True, max_length=max_source_len).input_ids
-        y = tok(format_target(e, method, rationale_source), truncation=True, max_length=max_target_len).input_ids
-        out.append({"input_ids": x, "attention_mask": [1] * len(x), "labels": y})
+        x = prompt_ids(tok, format_input(e, method, rationale_source), causal, max_source_len)
+        t = format_target(e, method, rationale_source)
+        y = causal_target_ids(tok, t, max_target_len) if causal else tok(t, truncation=True, max_length=max_target_len).input_ids
+        out.append(lm_row(x, y, causal))
     return out
 
 def lm_loss(models, batch):
@@ -280,7 +286,42 @@ def run_baseline(cfg: RunConfig, dd=None, force: bool = False) -> dict:
                      best_validation=res.best_metrics)
     return find_run(cfg)
 
-run = run_baseline   # the uniform entry point of a method module: run(cfg, force=False) -> record
+# %% ../nbs/03_baselines.ipynb #b43775d1
+def run_zero_shot(cfg: RunConfig, dd=None, force: bool = False) -> dict:
+    "Score the reported split's choices with the untrained model; returns its run record (skips a finished run)."
+    from knife_repro.data import load as load_data
+    from knife_repro.models import load_lm, n_params
+    if cfg.method != ZERO_SHOT: raise ValueError(f"method={cfg.method!r}: not {ZERO_SHOT!r}")
+    if not force and (rec := find_run(cfg)): return rec
+    timings: dict = {}
+    seed_everything(cfg.seed)
+    with timed(timings, "load_s"):
+        dd = dd if dd is not None else load_data(cfg.dataset, **cfg.flags.get("data_options", {}))
+        model, tok = load_lm(cfg.model, seed=cfg.seed)
+    _, n_ev = caps(cfg)
+    _, rep = eval_splits(dd)
+    test = subsample(dd[rep], n_ev, 1.0, cfg.seed)
+    fmt = "ft_ir_o" if cfg.flags.get("with_rationale", False) else "ft_io"
+    ln = bool(cfg.flags.get("length_norm", True))
+    with timed(timings, "eval_s"):
+        inputs = [format_input(e, fmt) for e in test]
+        scores = score_choices(model, tok, inputs, [e["choices"] for e in test], eos=False, length_norm=ln,
+                               max_source_len=cfg.max_source_len)
+    preds = [max(range(len(r)), key=r.__getitem__) for r in scores]
+    golds = [e["answer"] for e in test]
+    metrics = accuracy(preds, golds)
+    counts = [golds.count(k) for k in range(max(len(e["choices"]) for e in test))]
+    metrics |= {"chance": sum(1 / len(e["choices"]) for e in test) / len(test), "majority": max(counts) / len(test),
+                "params": n_params(model)}
+    per_example = [{"id": e.get("id", str(i)), "gold": g, "pred": p, "scores": [round(v, 4) for v in sc]}
+                   for i, (e, g, p, sc) in enumerate(zip(test, golds, preds, scores))]
+    notes = [f"reported split: {rep} ({len(test)}); prompt: {BASELINES[fmt]}; length-normalised: {ln}; no training"]
+    write_run_record(cfg, metrics, timings=timings, notes=notes, per_example=per_example)
+    return find_run(cfg)
+
+def run(cfg: RunConfig, force: bool = False) -> dict:
+    "The uniform entry point of a method module: a baseline run, or a zero-shot evaluation."
+    return (run_zero_shot if cfg.method == ZERO_SHOT else run_baseline)(cfg, force=force)
 
 # %% ../nbs/03_baselines.ipynb #bc0193eb
 WRITES_RATIONALE = ("ft_iro", "ft_ior")

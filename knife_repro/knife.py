@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -16,18 +17,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .baselines import caps, eval_splits, rationale_of, subsample
+from .baselines import CAUSAL_SEP, caps, causal_target_ids, eval_splits, is_causal, rationale_of, subsample
 from .core import CACHE_DIR, ConfigError, RunConfig, find_run, seed_everything, timed, write_run_record
 from .metrics import accuracy
 from .training import TrainOptions, load_weights, pad_collate, save_weights, train
 
 # %% auto #0
-__all__ = ['SCORES', 'KD', 'KD_OUT', 'METHODS', 'VARIANTS', 'DEFAULTS', 'TEACHER_FLAGS', 'STUDENT_INIT', 'LABELS', 'PAPER',
-           'task_text', 'encode_choices', 'choice_collate', 'ChoiceScorer', 'choice_logits', 'cross_mask_of',
-           'teacher_forward', 'student_forward', 'masked_mse', 'choice_kl', 'teacher_targets', 'make_student_loss',
-           'make_teacher_loss', 'weights_hash', 'data_hash', 'compute_teacher_states', 'teacher_cache_path',
-           'cached_teacher_states', 'predict_choices', 'evaluate_choices', 'resolve_flags', 'teacher_config', 'run',
-           'label_of', 'results_table']
+__all__ = ['SCORES', 'POSITIONS', 'KD', 'KD_OUT', 'KD_IN_LAYERS', 'METHODS', 'VARIANTS', 'DEFAULTS', 'TEACHER_FLAGS',
+           'STUDENT_INIT', 'PAD', 'FTR', 'TASK', 'ANSWER', 'LABELS', 'PAPER', 'task_text', 'encode_choices',
+           'choice_collate', 'ChoiceScorer', 'choice_logits', 'cross_mask_of', 'teacher_forward', 'student_forward',
+           'masked_mse', 'choice_kl', 'teacher_targets', 'make_student_loss', 'make_teacher_loss', 'weights_hash',
+           'data_hash', 'compute_teacher_states', 'teacher_cache_path', 'cached_teacher_states', 'predict_choices',
+           'evaluate_choices', 'resolve_flags', 'teacher_config', 'run', 'causal_task_text', 'encode_causal_choices',
+           'causal_collate', 'attention_allowed', 'causal_attention_mask', 'position_ids_of', 'causal_forward',
+           'causal_teacher_forward', 'causal_student_forward', 'label_of', 'results_table']
 
 # %% ../nbs/20_knife.ipynb #ac545d44
 def task_text(ex: dict, choice: str) -> str:
@@ -36,8 +39,9 @@ def task_text(ex: dict, choice: str) -> str:
     return f"context: {ex['context']} {s}" if ex.get("context") else s
 
 def encode_choices(tok, ex: dict, rationale_source: str = "human", max_source_len: int = 256,
-                   max_target_len: int = 32, ftr: bool = True) -> dict:
+                   max_target_len: int = 32, ftr: bool = True, causal: bool = False) -> dict:
     "Per-choice ids: student input, teacher input [task ; FTR] (same prefix), choice target."
+    if causal: return encode_causal_choices(tok, ex, rationale_source, max_source_len, max_target_len, ftr)
     r = tok(f"rationale: {rationale_of(ex, rationale_source)}", truncation=True,
             max_length=max_source_len).input_ids if ftr else []
     xs, txs, ys = [], [], []
@@ -55,8 +59,9 @@ def _pad(rows: list, fill) -> torch.Tensor:
         return out
     return pad_collate([{"x": r} for r in rows], pad_id=fill)["x"]
 
-def choice_collate(examples: Sequence[dict], pad_id: int = 0) -> dict:
+def choice_collate(examples: Sequence[dict], pad_id: int = 0, causal: bool = False) -> dict:
     "Flatten (example, choice) rows, example-major, into padded tensors; `choice_mask` marks real choices."
+    if causal: return causal_collate(examples, pad_id)
     rows = lambda k: [r for e in examples for r in e[k]]
     n = [len(e["labels"]) for e in examples]
     x, tx, y = rows("input_ids"), rows("teacher_input_ids"), rows("labels")
@@ -76,18 +81,26 @@ def choice_collate(examples: Sequence[dict], pad_id: int = 0) -> dict:
 
 # %% ../nbs/20_knife.ipynb #5692c09c
 SCORES = ("loglik", "head")
+POSITIONS = ("continue", "shared")   # decoder-only teachers: position ids of the task tokens (see below)
 
 class ChoiceScorer(nn.Module):
-    "A T5 that turns (input, choice) rows into scores: choice log-likelihood or a head on the decoder state."
-    def __init__(self, t5: nn.Module, score: str = "loglik"):
+    "A T5 or decoder-only LM that turns (input, choice) rows into scores: choice log-likelihood or a head."
+    def __init__(self, model: nn.Module, score: str = "loglik", positions: str = "continue"):
         super().__init__()
         if score not in SCORES: raise ConfigError(f"score={score!r}: must be one of {SCORES}")
-        self.t5, self.score = t5, score
-        self.head = nn.Linear(t5.config.d_model, 1) if score == "head" else None
+        if positions not in POSITIONS: raise ConfigError(f"teacher_positions={positions!r}: must be one of {POSITIONS}")
+        self.causal = is_causal(model)
+        # a T5 keeps the attribute name `t5`, so the checkpoints of earlier runs load as they are
+        if self.causal: self.lm = model
+        else: self.t5 = model
+        self.score, self.positions = score, positions
+        self.head = nn.Linear(model.config.hidden_size, 1) if score == "head" else None
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        "Last-layer encoder states (full self-attention over the whole input)."
-        return self.t5.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: str = "last") -> torch.Tensor:
+        "Encoder states (full self-attention): the last layer's, or every layer's stacked on dim 2 (`layers='all'`)."
+        out = self.t5.get_encoder()(input_ids=input_ids, attention_mask=attention_mask,
+                                    output_hidden_states=layers == "all")
+        return out.last_hidden_state if layers == "last" else torch.stack(out.hidden_states[1:], 2)
 
     def decode(self, enc: torch.Tensor, cross_mask: torch.Tensor, labels: torch.Tensor) -> dict:
         "Decoder states, LM logits and row scores of the choice `labels` (-100 = padding) given `enc`."
@@ -116,60 +129,69 @@ def cross_mask_of(batch: dict, bottleneck: bool = True) -> torch.Tensor:
     "The teacher's cross-attention mask: task-input positions only (bottleneck) or the whole input."
     return batch["teacher_attention_mask"] * batch["task_mask"] if bottleneck else batch["teacher_attention_mask"]
 
-def teacher_forward(teacher: ChoiceScorer, batch: dict, bottleneck: bool = True) -> dict:
+def teacher_forward(teacher: ChoiceScorer, batch: dict, bottleneck: bool = True, layers: str = "last") -> dict:
     "Teacher states and choice logits for a batch: encoder over [task ; FTR], decoder behind the bottleneck."
-    enc = teacher.encode(batch["teacher_input_ids"], batch["teacher_attention_mask"])
-    out = teacher.decode(enc, cross_mask_of(batch, bottleneck), batch["labels"])
+    if teacher.causal: return causal_teacher_forward(teacher, batch, bottleneck, layers)
+    enc = teacher.encode(batch["teacher_input_ids"], batch["teacher_attention_mask"], layers)
+    out = teacher.decode(enc if layers == "last" else enc[:, :, -1], cross_mask_of(batch, bottleneck), batch["labels"])
     return {"enc": enc, **out, "choice_logits": choice_logits(out["rows"], batch["choice_mask"])}
 
-def student_forward(student: ChoiceScorer, batch: dict) -> dict:
-    "Student states and choice logits: task input only."
-    enc = student.encode(batch["input_ids"], batch["attention_mask"])
-    out = student.decode(enc, batch["attention_mask"], batch["labels"])
-    return {"enc": enc, **out, "choice_logits": choice_logits(out["rows"], batch["choice_mask"])}
+def student_forward(student: ChoiceScorer, batch: dict, layers: str = "last") -> dict:
+    "Student states and choice logits: task input only; `in_mask`/`out_mask` mark where KD-In/KD-Out compare."
+    if student.causal: return causal_student_forward(student, batch, layers)
+    enc = student.encode(batch["input_ids"], batch["attention_mask"], layers)
+    out = student.decode(enc if layers == "last" else enc[:, :, -1], batch["attention_mask"], batch["labels"])
+    return {"enc": enc, **out, "choice_logits": choice_logits(out["rows"], batch["choice_mask"]),
+            "in_mask": batch["attention_mask"], "out_mask": out["dec_mask"]}
 
 # %% ../nbs/20_knife.ipynb #16e41a50
 KD = ("in", "out", "in+out", "none")
 KD_OUT = ("hidden", "kl")
+KD_IN_LAYERS = ("last", "all")
 
 def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    "Mean squared error over the positions where `mask` is 1 (and over the hidden size)."
-    m = mask.to(a.dtype)[..., None]
-    return ((a - b) ** 2 * m).sum() / (m.sum() * a.shape[-1]).clamp(min=1)
+    "Mean squared error over the positions where `mask` is 1 (and over the hidden size, and layers if stacked)."
+    m = mask.to(a.dtype).reshape(*mask.shape, *[1] * (a.dim() - mask.dim()))
+    per_pos = math.prod(a.shape[mask.dim():])   # hidden size (times the number of layers when stacked)
+    return ((a - b) ** 2 * m).sum() / (m.sum() * per_pos).clamp(min=1)
 
 def choice_kl(t_logits: torch.Tensor, s_logits: torch.Tensor) -> torch.Tensor:
     "KL(teacher || student) between choice distributions (-inf logits = absent choices)."
     lt, ls = (torch.log_softmax(x.masked_fill(torch.isinf(x), -1e9), -1) for x in (t_logits, s_logits))
     return (lt.exp() * (lt - ls)).sum(-1).mean()
 
-def teacher_targets(models: dict, batch: dict, bottleneck: bool = True) -> dict:
+def teacher_targets(models: dict, batch: dict, bottleneck: bool = True, layers: str = "last") -> dict:
     "The frozen teacher's states for a batch: cached ones from the batch, else a no-grad forward pass."
     if "t_enc" in batch:
         return {"enc": batch["t_enc"], "dec": batch["t_dec"], "choice_logits": batch["t_logits"]}
     if "teacher" not in models:
         raise ValueError("batch has no cached teacher states and models has no 'teacher'")
     with torch.no_grad():
-        return teacher_forward(models["teacher"], batch, bottleneck)
+        return teacher_forward(models["teacher"], batch, bottleneck, layers)
 
 def make_student_loss(kd: str = "in+out", task_weight: float = 0.0, kd_out: str = "hidden",
-                      bottleneck: bool = True) -> Callable:
+                      bottleneck: bool = True, kd_in_layers: str = "last") -> Callable:
     "The KNIFE student loss `(models, batch) -> (loss, logs)` for the engine."
     if kd not in KD: raise ConfigError(f"kd={kd!r}: must be one of {KD}")
     if kd_out not in KD_OUT: raise ConfigError(f"kd_out={kd_out!r}: must be one of {KD_OUT}")
+    if kd_in_layers not in KD_IN_LAYERS: raise ConfigError(f"kd_in_layers={kd_in_layers!r}: must be one of {KD_IN_LAYERS}")
     if task_weight < 0 or (kd == "none" and task_weight == 0):
         raise ConfigError(f"task_weight={task_weight!r}: must be >= 0, and > 0 when kd='none'")
+    layers = kd_in_layers if "in" in kd.split("+") else "last"
     def loss_fn(models, batch):
-        s = student_forward(models["student"], batch)
+        s = student_forward(models["student"], batch, layers)
         loss, logs = s["rows"].new_zeros(()), {}
         if kd != "none":
-            t = teacher_targets(models, batch, bottleneck)
+            t = teacher_targets(models, batch, bottleneck, layers)
+            # teacher states come aligned with the student's columns: T5's task input is the first
+            # L positions of the teacher's; a causal teacher's are returned already shifted past the FTR
             if "in" in kd.split("+"):
-                L = s["enc"].shape[1]   # the student's positions are the teacher's first L positions
-                logs["kd_in"] = masked_mse(s["enc"], t["enc"][:, :L], batch["attention_mask"])
+                L = s["enc"].shape[1]
+                logs["kd_in"] = masked_mse(s["enc"], t["enc"][:, :L], s["in_mask"])
                 loss = loss + logs["kd_in"]
             if "out" in kd.split("+"):
-                logs["kd_out"] = (masked_mse(s["dec"], t["dec"], s["dec_mask"]) if kd_out == "hidden"
-                                  else choice_kl(t["choice_logits"], s["choice_logits"]))
+                logs["kd_out"] = (masked_mse(s["dec"], t["dec"][:, :s["dec"].shape[1]], s["out_mask"])
+                                  if kd_out == "hidden" else choice_kl(t["choice_logits"], s["choice_logits"]))
                 loss = loss + logs["kd_out"]
         if task_weight:
             logs["task"] = F.cross_entropy(s["choice_logits"], batch["answer"])
@@ -202,20 +224,24 @@ def data_hash(data: Sequence[dict]) -> str:
 
 @torch.no_grad()
 def compute_teacher_states(teacher: ChoiceScorer, data: Sequence[dict], bottleneck: bool = True,
-                           batch_size: int = 32, pad_id: int = 0) -> list[dict]:
-    "Per example: teacher encoder states on the task positions, decoder states on the choice, choice logits."
+                           batch_size: int = 32, pad_id: int = 0, layers: str = "last") -> list[dict]:
+    "Per example: teacher states on the task positions, states on the choice tokens, choice logits."
     teacher.eval()
     dev = next(teacher.parameters()).device
     out = []
     for s in range(0, len(data), batch_size):
         chunk = data[s:s + batch_size]
-        bt = {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in choice_collate(chunk, pad_id).items()}
-        t = teacher_forward(teacher, bt, bottleneck)
+        bt = {k: v.to(dev) if isinstance(v, torch.Tensor) else v
+              for k, v in choice_collate(chunk, pad_id, teacher.causal).items()}
+        t = teacher_forward(teacher, bt, bottleneck, layers)
         r = 0
         for i, e in enumerate(chunk):
             k = len(e["labels"])
-            out.append({"t_enc": [t["enc"][r + j, :len(e["input_ids"][j])].float().cpu() for j in range(k)],
-                        "t_dec": [t["dec"][r + j, :len(e["labels"][j])].float().cpu() for j in range(k)],
+            nx = [len(x) for x in e["input_ids"]]
+            # a causal row's choice tokens follow its task tokens (student columns); T5's start the decoder
+            off = nx if teacher.causal else [0] * k
+            out.append({"t_enc": [t["enc"][r + j, :nx[j]].float().cpu() for j in range(k)],
+                        "t_dec": [t["dec"][r + j, off[j]:off[j] + len(e["labels"][j])].float().cpu() for j in range(k)],
                         "t_logits": t["choice_logits"][i, :k].float().cpu()})
             r += k
     return out
@@ -236,19 +262,23 @@ def _unflatten(t: dict[str, torch.Tensor]) -> list[dict]:
     return out
 
 def teacher_cache_path(teacher: ChoiceScorer, data: Sequence[dict], bottleneck: bool = True,
-                       root: Path | None = None) -> Path:
-    "Where the teacher states of `data` are cached: one file per (teacher weights, rows, bottleneck)."
-    key = hashlib.sha256(f"{weights_hash(teacher)}|{data_hash(data)}|{bottleneck}".encode()).hexdigest()[:24]
+                       root: Path | None = None, layers: str = "last") -> Path:
+    "Where the teacher states of `data` are cached: one file per (teacher weights, rows, bottleneck, layers, positions)."
+    # settings at their defaults add nothing to the key, so caches written before they existed stay valid
+    extra = (f"|layers={layers}" if layers != "last" else "") + \
+            (f"|positions={teacher.positions}" if teacher.causal and teacher.positions != "continue" else "")
+    key = hashlib.sha256(f"{weights_hash(teacher)}|{data_hash(data)}|{bottleneck}{extra}".encode()).hexdigest()[:24]
     return Path(root or CACHE_DIR / "knife_teacher_states") / f"{key}.safetensors"
 
 def cached_teacher_states(teacher: ChoiceScorer, data: Sequence[dict], bottleneck: bool = True,
-                          root: Path | None = None, pad_id: int = 0, batch_size: int = 32) -> tuple[list[dict], bool]:
+                          root: Path | None = None, pad_id: int = 0, batch_size: int = 32,
+                          layers: str = "last") -> tuple[list[dict], bool]:
     "(teacher states per example, whether they came from the disk cache); computes and stores them once."
     from safetensors.torch import load_file, save_file
-    path = teacher_cache_path(teacher, data, bottleneck, root)
+    path = teacher_cache_path(teacher, data, bottleneck, root, layers)
     if path.is_file():
         return _unflatten(load_file(str(path))), True
-    states = compute_teacher_states(teacher, data, bottleneck, batch_size, pad_id)
+    states = compute_teacher_states(teacher, data, bottleneck, batch_size, pad_id, layers)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent); os.close(fd)
     save_file(_flatten(states), tmp)
@@ -266,7 +296,7 @@ def predict_choices(scorer: ChoiceScorer, data: Sequence[dict], teacher: bool = 
     for s in range(0, len(data), batch_size):
         bt = {k: v.to(dev) if isinstance(v, torch.Tensor) else v
               for k, v in choice_collate([{k: e[k] for k in ("input_ids", "teacher_input_ids", "labels", "answer")}
-                                           for e in data[s:s + batch_size]], pad_id).items()}
+                                           for e in data[s:s + batch_size]], pad_id, scorer.causal).items()}
         out = teacher_forward(scorer, bt, bottleneck) if teacher else student_forward(scorer, bt)
         preds += out["choice_logits"].argmax(-1).tolist()
     scorer.train(was)
@@ -282,8 +312,8 @@ VARIANTS = {"knife": {}, "knife_in": {"kd": "in"}, "knife_out": {"kd": "out"},
             "ft_teacher_init": {"kd": "none", "task_weight": 1.0, "student_init": "teacher"}}
 DEFAULTS = {"kd": "in+out", "task_weight": 0.0, "score": "loglik", "kd_out": "hidden", "bottleneck": True,
             "cache_teacher": True, "student_init": "pretrained", "teacher_model": "", "rationale_source": "human",
-            "data_options": {}}
-TEACHER_FLAGS = ("score", "bottleneck", "rationale_source", "data_options")
+            "data_options": {}, "kd_in_layers": "last", "teacher_positions": "continue"}
+TEACHER_FLAGS = ("score", "bottleneck", "rationale_source", "data_options", "teacher_positions")
 STUDENT_INIT = ("pretrained", "teacher")
 
 def resolve_flags(cfg: RunConfig) -> dict:
@@ -304,7 +334,10 @@ def resolve_flags(cfg: RunConfig) -> dict:
     try: f["task_weight"] = float(f["task_weight"])
     except (TypeError, ValueError): raise ConfigError(f"task_weight={f['task_weight']!r}: expected a number") from None
     if f["score"] not in SCORES: raise ConfigError(f"score={f['score']!r}: must be one of {SCORES}")
-    if cfg.method != "knife_teacher": make_student_loss(f["kd"], f["task_weight"], f["kd_out"], f["bottleneck"])
+    if f["teacher_positions"] not in POSITIONS:
+        raise ConfigError(f"teacher_positions={f['teacher_positions']!r}: must be one of {POSITIONS}")
+    if cfg.method != "knife_teacher":
+        make_student_loss(f["kd"], f["task_weight"], f["kd_out"], f["bottleneck"], f["kd_in_layers"])
     return f
 
 def teacher_config(cfg: RunConfig) -> RunConfig:
@@ -317,15 +350,16 @@ def teacher_config(cfg: RunConfig) -> RunConfig:
 def _weights_dir(cfg: RunConfig) -> Path:
     return cfg.out_path / "checkpoints" / cfg.run_id / "final"
 
-def _encoded_splits(cfg: RunConfig, tok, f: dict, dd=None) -> tuple[dict, list[str]]:
+
+def _encoded_splits(cfg: RunConfig, tok, f: dict, dd=None, causal: bool = False) -> tuple[dict, list[str]]:
     from knife_repro.data import load as load_data
     dd = dd if dd is not None else load_data(cfg.dataset, **f["data_options"])
     n_tr, n_ev = caps(cfg)
     sel, rep = eval_splits(dd)
     parts = {"train": subsample(dd["train"], n_tr, cfg.train_fraction, cfg.seed),
              "dev": subsample(dd[sel], n_ev, 1.0, cfg.seed), "test": subsample(dd[rep], n_ev, 1.0, cfg.seed)}
-    enc = {k: [encode_choices(tok, e, f["rationale_source"], cfg.max_source_len, cfg.max_target_len) for e in v]
-           for k, v in parts.items()}
+    enc = {k: [encode_choices(tok, e, f["rationale_source"], cfg.max_source_len, cfg.max_target_len, causal=causal)
+               for e in v] for k, v in parts.items()}
     notes = [f"train: {len(parts['train'])} of {len(dd['train'])} (train_fraction={cfg.train_fraction}), "
              f"selection split: {sel} ({len(parts['dev'])}), reported split: {rep} ({len(parts['test'])})"]
     if cfg.dataset == "strategyqa" and rep == "test":
@@ -337,7 +371,7 @@ def _lengths(data: Sequence[dict]) -> list[int]:
 
 def run(cfg: RunConfig, force: bool = False, dd=None) -> dict:
     "One complete KNIFE run (teacher or student); writes and returns its run record (skips a finished run)."
-    from knife_repro.models import load_seq2seq
+    from knife_repro.models import load_lm
     f = resolve_flags(cfg)
     if not force and (rec := find_run(cfg)) and (cfg.method != "knife_teacher" or _weights_dir(cfg).is_dir()):
         return rec
@@ -350,11 +384,14 @@ def run(cfg: RunConfig, force: bool = False, dd=None) -> dict:
             raise ConfigError(f"student_init='teacher' needs teacher_model == model, got {tcfg.model!r} vs {cfg.model!r}")
     seed_everything(cfg.seed)
     with timed(timings, "load_s"):
-        t5, tok = load_seq2seq(cfg.model, seed=cfg.seed)
-        model = ChoiceScorer(t5, f["score"])
-        data, notes = _encoded_splits(cfg, tok, f, dd)
+        lm, tok = load_lm(cfg.model, seed=cfg.seed)
+        model = ChoiceScorer(lm, f["score"], f["teacher_positions"])
+        if not model.causal and f["teacher_positions"] != DEFAULTS["teacher_positions"]:
+            raise ConfigError(f"teacher_positions={f['teacher_positions']!r}: only for decoder-only models, "
+                              f"and {cfg.model!r} is an encoder-decoder")
+        data, notes = _encoded_splits(cfg, tok, f, dd, model.causal)
     pad = tok.pad_token_id
-    collate = lambda ex: choice_collate(ex, pad)
+    collate = lambda ex: choice_collate(ex, pad, model.causal)
     out_dir = cfg.out_path / "checkpoints" / cfg.run_id
     opts = TrainOptions(output_dir=out_dir, metric_for_best="accuracy")
     if cfg.method == "knife_teacher":
@@ -370,8 +407,11 @@ def run(cfg: RunConfig, force: bool = False, dd=None) -> dict:
             metrics.update({f"{k}_no_ftr": v for k, v in m2.items() if k != "n"})
         notes.append("teacher accuracy reads the FTR at test time (an oracle); accuracy_no_ftr: task input only")
     else:
-        tt5, _ = load_seq2seq(teacher_config(cfg).model, seed=cfg.seed)
-        teacher = ChoiceScorer(tt5, f["score"])
+        tlm, ttok = load_lm(teacher_config(cfg).model, seed=cfg.seed)
+        teacher = ChoiceScorer(tlm, f["score"], f["teacher_positions"])
+        if teacher.causal != model.causal or ttok.get_vocab() != tok.get_vocab():
+            raise ConfigError(f"teacher_model={teacher_config(cfg).model!r} and model={cfg.model!r} must share the "
+                              "architecture kind (encoder-decoder or decoder-only) and the tokenizer")
         load_weights({"model": teacher}, _weights_dir(teacher_config(cfg)))
         for p in teacher.parameters(): p.requires_grad_(False)
         teacher.eval()
@@ -382,14 +422,15 @@ def run(cfg: RunConfig, force: bool = False, dd=None) -> dict:
         if f["kd"] != "none":
             if f["cache_teacher"]:
                 with timed(timings, "teacher_states_s"):
-                    states, hit = cached_teacher_states(teacher, train_data, f["bottleneck"], pad_id=pad)
+                    states, hit = cached_teacher_states(teacher, train_data, f["bottleneck"], pad_id=pad,
+                                                        layers=f["kd_in_layers"])
                 train_data = [{**e, **s} for e, s in zip(train_data, states)]
                 notes.append(f"teacher states: {'read from' if hit else 'computed once into'} the disk cache")
             else:
                 models["teacher"] = teacher
                 notes.append("teacher states recomputed at every step (cache_teacher=False)")
         eval_fn = lambda ms: {"accuracy": evaluate_choices(ms["student"], data["dev"], pad_id=pad)["accuracy"]}
-        loss_fn = make_student_loss(f["kd"], f["task_weight"], f["kd_out"], f["bottleneck"])
+        loss_fn = make_student_loss(f["kd"], f["task_weight"], f["kd_out"], f["bottleneck"], f["kd_in_layers"])
         with timed(timings, "train_s"):
             res = train(models, loss_fn, train_data, cfg, collate=collate, lengths=_lengths(data["train"]),
                         eval_fn=eval_fn, opts=opts)
@@ -397,12 +438,120 @@ def run(cfg: RunConfig, force: bool = False, dd=None) -> dict:
             metrics = evaluate_choices(model, data["test"], pad_id=pad)
         notes.append(f"teacher run: {teacher_rec['run_id']} (test accuracy with FTR "
                      f"{teacher_rec['metrics']['accuracy']:.3f})")
-    notes.append(f"scoring: {f['score']}; KD-Out target: {f['kd_out']}; bottleneck: {f['bottleneck']}")
+    notes.append(f"scoring: {f['score']}; KD-Out target: {f['kd_out']}; bottleneck: {f['bottleneck']}; "
+                 f"KD-In layers: {f['kd_in_layers']}")
+    if model.causal:
+        notes.append(f"decoder-only: the teacher reads [FTR ; task ; answer] under a 4D mask (answers never attend "
+                     f"to the FTR when bottleneck=True); teacher_positions={f['teacher_positions']}")
     timings["tokens_per_s"] = round(res.tokens_per_s, 1)
     write_run_record(cfg, metrics, timings=timings, notes=notes, history=res.state.history,
                      best_validation=res.best_metrics, resolved_flags=f,
                      teacher_run=teacher_rec["run_id"] if teacher_rec else None)
     return find_run(cfg)
+
+# %% ../nbs/20_knife.ipynb #58988702
+PAD, FTR, TASK, ANSWER = 0, 1, 2, 3   # segment of a column in a causal row
+
+def causal_task_text(ex: dict) -> str:
+    "The task input of a decoder-only row: the question (and context); `CAUSAL_SEP` follows it."
+    s = f"question: {ex['question']}"
+    return f"context: {ex['context']} {s}" if ex.get("context") else s
+
+def encode_causal_choices(tok, ex: dict, rationale_source: str = "human", max_source_len: int = 256,
+                          max_target_len: int = 32, ftr: bool = True) -> dict:
+    "Per-choice ids for a decoder-only LM: task input, teacher prefix [FTR ; task] (same ending), answer."
+    ids = lambda s: tok(s, add_special_tokens=False).input_ids
+    sep = ids(CAUSAL_SEP)
+    x = ids(causal_task_text(ex))[:max(1, max_source_len - len(sep))] + sep    # the separator always stays
+    r = ids(f"rationale: {rationale_of(ex, rationale_source)}\n") if ftr else []
+    tx = r[:max(0, max_source_len - len(x))] + x
+    ys = [causal_target_ids(tok, c, max_target_len) for c in ex["choices"]]    # " choice" + EOS, as the FT baselines
+    k = len(ys)
+    return {"input_ids": [x] * k, "teacher_input_ids": [tx] * k, "labels": ys, "answer": int(ex["answer"])}
+
+def causal_collate(examples: Sequence[dict], pad_id: int = 0) -> dict:
+    "Student rows [task ; answer ; pad] and teacher rows [pad ; FTR ; task ; answer ; pad], FTRs right-aligned."
+    rows = lambda k: [r for e in examples for r in e[k]]
+    n = [len(e["labels"]) for e in examples]
+    x, tx, y = rows("input_ids"), rows("teacher_input_ids"), rows("labels")
+    W = max(len(a) + len(b) for a, b in zip(x, y))
+    F = max(len(t) - len(a) for a, t in zip(x, tx))
+    ids = torch.full((len(x), W), pad_id, dtype=torch.long); seg = torch.zeros_like(ids)
+    tids = torch.full((len(x), F + W), pad_id, dtype=torch.long); tseg = torch.zeros_like(tids)
+    for i, (a, t, c) in enumerate(zip(x, tx, y)):
+        f = len(t) - len(a)
+        if list(t[f:]) != list(a): raise ValueError(f"row {i}: the teacher's input does not end with the task input")
+        ids[i, :len(a) + len(c)] = torch.tensor(list(a) + list(c))
+        seg[i, :len(a)] = TASK; seg[i, len(a):len(a) + len(c)] = ANSWER
+        tids[i, F - f:F] = torch.tensor(list(t[:f]), dtype=torch.long); tseg[i, F - f:F] = FTR
+    tids[:, F:], tseg[:, F:] = ids, seg                          # the teacher's columns F.. are the student's
+    b = {"input_ids": ids, "segments": seg, "attention_mask": (seg != PAD).long(),
+         "teacher_input_ids": tids, "teacher_segments": tseg, "teacher_attention_mask": (tseg != PAD).long(),
+         "answer": torch.tensor([e["answer"] for e in examples]),
+         "choice_mask": torch.arange(max(n))[None] < torch.tensor(n)[:, None]}
+    if "t_enc" in examples[0]:  # cached teacher states, placed on the student's columns
+        te, td = rows("t_enc"), rows("t_dec")
+        b["t_enc"] = te[0].new_zeros((len(x), W, *te[0].shape[1:]))
+        b["t_dec"] = td[0].new_zeros((len(x), W, *td[0].shape[1:]))
+        for i, (a, e, d) in enumerate(zip(x, te, td)):
+            b["t_enc"][i, :len(e)] = e; b["t_dec"][i, len(a):len(a) + len(d)] = d
+        b["t_logits"] = _pad([e["t_logits"] for e in examples], float("-inf"))
+    return b
+
+# %% ../nbs/20_knife.ipynb #ef66c03e
+def attention_allowed(segments: torch.Tensor, bottleneck: bool = True) -> torch.Tensor:
+    "Boolean (rows, q, k): causal over real tokens; with the bottleneck, answer queries never see FTR keys."
+    real = segments != PAD
+    W = segments.shape[1]
+    ok = torch.ones(W, W, dtype=torch.bool, device=segments.device).tril()[None] & real[:, :, None] & real[:, None, :]
+    if bottleneck: ok &= ~((segments == ANSWER)[:, :, None] & (segments == FTR)[:, None, :])
+    return ok | torch.eye(W, dtype=torch.bool, device=segments.device)[None]   # pad rows: themselves only
+
+def causal_attention_mask(segments: torch.Tensor, bottleneck: bool = True, dtype=torch.float32) -> torch.Tensor:
+    "The additive 4D mask (rows, 1, q, k) transformers takes as is: 0 where allowed, the dtype's min elsewhere."
+    ok = attention_allowed(segments, bottleneck)[:, None]
+    return torch.zeros(ok.shape, dtype=dtype, device=segments.device).masked_fill(~ok, torch.finfo(dtype).min)
+
+def position_ids_of(segments: torch.Tensor, positions: str = "continue") -> torch.Tensor:
+    "Position ids: one count over the real tokens (`continue`), or FTR and task+answer each from 0 (`shared`)."
+    if positions not in POSITIONS: raise ConfigError(f"teacher_positions={positions!r}: must be one of {POSITIONS}")
+    count = lambda m: torch.where(m, m.long().cumsum(-1) - 1, 0)
+    if positions == "continue": return count(segments != PAD)
+    ftr = segments == FTR
+    return torch.where(ftr, count(ftr), count((segments != PAD) & ~ftr))
+
+# %% ../nbs/20_knife.ipynb #168e9cc5
+def causal_forward(scorer: ChoiceScorer, ids: torch.Tensor, segments: torch.Tensor, bottleneck: bool = True,
+                   layers: str = "last") -> dict:
+    "One pass of a decoder-only LM over KNIFE rows: hidden states, masks, answer log-likelihoods, row scores."
+    lm = scorer.lm
+    out = lm.base_model(input_ids=ids, attention_mask=causal_attention_mask(segments, bottleneck, lm.dtype),
+                        position_ids=position_ids_of(segments, scorer.positions), output_hidden_states=layers == "all")
+    h = out.last_hidden_state
+    ans = segments == ANSWER
+    pred = ans[:, 1:]                                             # column p - 1 predicts the answer token at p
+    logits = lm.get_output_embeddings()(h[:, :-1][pred])          # (answer tokens, vocab): no full-sequence logits
+    lp = torch.log_softmax(logits.float(), -1).gather(-1, ids[:, 1:][pred][:, None])[:, 0]
+    if scorer.head is None:
+        rows = lp.new_zeros(ids.shape[0]).index_add(0, pred.nonzero()[:, 0], lp)
+    else:
+        real = segments != PAD
+        last = real.shape[1] - 1 - real.flip(-1).long().argmax(-1)    # the last answer token
+        rows = scorer.head(h[torch.arange(h.shape[0]), last]).squeeze(-1).float()
+    enc = h if layers == "last" else torch.stack(out.hidden_states[1:], 2)
+    return {"enc": enc, "dec": h, "rows": rows, "answer_logprobs": lp, "in_mask": segments == TASK, "out_mask": ans}
+
+def causal_teacher_forward(teacher: ChoiceScorer, batch: dict, bottleneck: bool = True, layers: str = "last") -> dict:
+    "The causal teacher over [FTR ; task ; answer]; states returned on the student's columns (the FTR block cut off)."
+    o = causal_forward(teacher, batch["teacher_input_ids"], batch["teacher_segments"], bottleneck, layers)
+    F = batch["teacher_input_ids"].shape[1] - batch["input_ids"].shape[1]
+    return {**o, **{k: o[k][:, F:] for k in ("enc", "dec", "in_mask", "out_mask")}, "ftr_width": F,
+            "choice_logits": choice_logits(o["rows"], batch["choice_mask"])}
+
+def causal_student_forward(student: ChoiceScorer, batch: dict, layers: str = "last") -> dict:
+    "The causal student over [task ; answer]."
+    o = causal_forward(student, batch["input_ids"], batch["segments"], layers=layers)
+    return {**o, "choice_logits": choice_logits(o["rows"], batch["choice_mask"])}
 
 # %% ../nbs/20_knife.ipynb #c0415cd5
 LABELS = {"ft_io": "FT I→O", "ft_ior": "FT I→OR", "ft_iro": "FT I→RO", "ft_ir_o": "FT IR→O (oracle)",

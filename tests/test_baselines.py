@@ -140,3 +140,16 @@ def test_pretrained_causal_student_beats_chance_zero_shot(smollm2):
           {"question": "What do bees make?", "choices": ["honey", "glass"], "answer": 0}]
     out = predict(m, tok, qs, "ft_io", "score", length_norm=True)
     assert out["preds"] == [e["answer"] for e in qs]
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "causal"])
+def test_token_id_prompts_and_sampling(kind):
+    "Text and its token ids give the same generations and scores; sampling kwargs reach `generate` (n per input)."
+    m, tok = load_seq2seq("tiny-t5", seed=0) if kind == "seq2seq" else load_causal("tiny-gpt2", seed=0)
+    xs = ["question: short?", "question: a longer question than the first one?"]
+    ids = [causal_prompt_ids(tok, x) if kind == "causal" else tok(x).input_ids for x in xs]
+    assert generate(m, tok, ids, max_new_tokens=4) == generate(m, tok, xs, max_new_tokens=4)
+    assert score_choices(m, tok, ids, [["yes", "no"]] * 2) == score_choices(m, tok, xs, [["yes", "no"]] * 2)
+    torch.manual_seed(0)
+    s = generate(m, tok, ids, max_new_tokens=4, do_sample=True, top_k=50, num_return_sequences=3)
+    assert len(s) == 6

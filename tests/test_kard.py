@@ -1,4 +1,4 @@
-"KARD: prompt identity between training and inference, knowledge truncation, voting, the reranker's MaxSim and loss."
+"KARD: prompt identity between training and inference, knowledge truncation, voting, the reranker's MaxSim and loss, decoder-only students."
 import pytest
 import torch
 
@@ -125,3 +125,114 @@ def test_long_rationale_keeps_answer_line(student):
     assert len(ids) == 32
     assert tok.decode(ids, skip_special_tokens=True).rstrip().endswith("Answer: A")
     assert kard.encode_target(tok, EX, "kard_rd", "short.", 32) == tok("short.\nAnswer: A").input_ids
+
+
+# Decoder-only students: packaging (prompt + target, labels on the target only), new-text-only generation, runs.
+
+KB_PROMPT = ("The following are multiple-choice questions. Generate a step-by-step explanations for each question with "
+             "given knowledge.\nQuestion: Can a hamster fit in a teacup? A. yes B. no\nKnowledge: {k}\nExplanation:")
+
+
+@pytest.fixture(scope="module")
+def gpt2():
+    from knife_repro.models import load_causal
+    return load_causal("tiny-gpt2", seed=0)
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "smollm2"])
+def test_causal_rows_label_exactly_the_target(name, request):
+    _, tok = request.getfixturevalue("gpt2" if name == "tiny-gpt2" else "smollm2")
+    rat, passage = "Hamsters are small and a teacup holds 200 ml.", "Hamsters are small rodents."
+    row = kard.encode_rows(tok, [{"ex": EX, "rationale": rat, "passages": [passage]}], "kard_bm25", "strategyqa",
+                           max_source_len=512, max_target_len=128, causal=True)[0]
+    prompt = tok(KB_PROMPT.format(k=passage)).input_ids                     # by hand: the whole prompt at once
+    target = tok(" " + rat + "\nAnswer: A", add_special_tokens=False).input_ids + [tok.eos_token_id]
+    assert row["input_ids"] == prompt + target
+    assert row["labels"] == [-100] * len(prompt) + target
+    assert row["attention_mask"] == [1] * len(prompt + target)
+    ft = kard.encode_rows(tok, [{"ex": EX, "passages": []}], "kard_ft", "strategyqa", causal=True)[0]
+    ft_prompt = tok("The following are multiple-choice questions. Answer each question.\nQuestion: Can a hamster fit in "
+                    "a teacup? A. yes B. no\nAnswer:").input_ids
+    ft_target = tok(" Answer: A", add_special_tokens=False).input_ids + [tok.eos_token_id]
+    assert ft["input_ids"] == ft_prompt + ft_target and ft["labels"] == [-100] * len(ft_prompt) + ft_target
+
+
+def test_causal_budgets_cut_knowledge_and_rationale_never_the_answer(gpt2, tmp_path):
+    _, tok = gpt2
+    row = kard.encode_rows(tok, [{"ex": EX, "rationale": "small " * 200, "passages": ["rodent " * 300]}], "kard_bm25",
+                           "strategyqa", max_source_len=60, max_target_len=20, causal=True)[0]
+    n = row["labels"].count(-100)
+    prompt, target = row["input_ids"][:n], row["input_ids"][n:]
+    assert n == 60 and len(target) == 20 and row["labels"][n:] == target     # separate budgets, labels on the target
+    cue = tok("\nExplanation:", add_special_tokens=False).input_ids
+    answer = tok("\nAnswer: A", add_special_tokens=False).input_ids + [tok.eos_token_id]
+    assert prompt[-len(cue):] == cue and target[-len(answer):] == answer
+    head = tok(KB_PROMPT.format(k="").split("\nKnowledge:")[0]).input_ids
+    assert prompt[:len(head)] == head                                         # instruction and question intact
+    with pytest.raises(ValueError, match="positions"):
+        kard.run(RunConfig.from_params(method="kard_rd", dataset="toy", model="tiny-gpt2", output_dir=str(tmp_path),
+                                       max_source_len=1000, max_target_len=100, verifier=""))
+
+
+def test_causal_predict_returns_new_text_only_and_parses_it(gpt2, monkeypatch):
+    model, tok = gpt2
+    ex2 = {**EX, "id": "q2", "question": "Is a much longer question about hamsters and teacups also fine?", "answer": 1}
+    cont = tok(" Hamsters are tiny.\nAnswer: B", add_special_tokens=False).input_ids + [tok.eos_token_id]
+    seen = {}
+    def fake_generate(input_ids, attention_mask, **kw):    # a causal LM returns prompt + continuation, left-padded
+        seen.setdefault("prompts", []).extend(input_ids[i][attention_mask[i].bool()].tolist() for i in range(len(input_ids)))
+        seen["kw"] = kw
+        assert (attention_mask[:, -1] == 1).all()          # left padding: every prompt ends at the same column
+        n = kw.get("num_return_sequences", 1)
+        x = input_ids.repeat_interleave(n, 0)
+        return torch.cat([x, torch.tensor([cont] * len(x))], 1)
+    monkeypatch.setattr(model, "generate", fake_generate)
+    ps = [["Hamsters are small rodents."], ["A teacup holds about 200 ml of tea."]]
+    out = kard.predict(model, tok, [EX, ex2], "kard_bm25", "strategyqa", ps, max_source_len=96)
+    assert out["texts"] == [["Hamsters are tiny.\nAnswer: B"]] * 2 and out["preds"] == [1, 1]
+    assert seen["prompts"] == [tok(KB_PROMPT.format(k=ps[0][0])).input_ids,
+                               tok(KB_PROMPT.format(k=ps[1][0]).replace(EX["question"], ex2["question"])).input_ids]
+    assert len(out["scored"]) == 2 and not seen["kw"].get("do_sample")
+    seen.clear()
+    out = kard.predict(model, tok, [EX, ex2], "kard_bm25", "strategyqa", ps, max_source_len=96, decoding="vote", n_samples=3)
+    assert seen["kw"]["do_sample"] and seen["kw"]["num_return_sequences"] == 3
+    assert [len(t) for t in out["texts"]] == [3, 3] and out["preds"] == [1, 1]
+
+
+def test_causal_sampling_votes_on_real_generations(gpt2):
+    model, tok = gpt2
+    kw = dict(max_source_len=96, max_new_tokens=6, decoding="vote", n_samples=3, seed=1)
+    a = kard.predict(model, tok, [EX], "kard_rd", "strategyqa", [[]], **kw)
+    assert a == kard.predict(model, tok, [EX], "kard_rd", "strategyqa", [[]], **kw)      # seeded
+    assert len(a["texts"][0]) == 3 and not any("Question:" in t or "Explanation" in t for t in a["texts"][0])
+
+
+def _kb(tmp_path):
+    import json
+    kb = tmp_path / "kb.jsonl"
+    kb.write_text("\n".join(json.dumps({"id": str(i), "text": f"{a} is {'more' if a > b else 'less'} than {b}."})
+                            for i, (a, b) in enumerate((a, b) for a in range(10, 100, 7) for b in range(12, 100, 9))))
+    return str(kb)
+
+
+def _smoke_cfg(tmp_path, model, **kw):
+    return RunConfig.from_params(method="kard_bm25", dataset="toy", model=model, scale="smoke", output_dir=str(tmp_path),
+                                 max_train_samples=8, max_eval_samples=4, epochs=1, batch_size=8, lr=1e-4,
+                                 max_source_len=64, max_target_len=24, verifier="", corpus=_kb(tmp_path), **kw)
+
+
+def test_kard_runs_end_to_end_with_a_causal_student(tmp_path):
+    rec = kard.run(_smoke_cfg(tmp_path, "tiny-gpt2", decoding="vote", n_samples=3))
+    assert rec["info"]["student"] == "causal" and rec["info"]["train_examples"] == 8 and rec["metrics"]["n"] == 4
+    assert rec["history"] and all(h["loss"] == h["loss"] for h in rec["history"] if "loss" in h)   # finite losses
+    assert not any("Question:" in s["output"] for s in rec["samples"])                             # new text only
+
+
+@pytest.mark.slow
+def test_kard_runs_with_pretrained_smollm2(tmp_path):
+    "SmolLM2-135M, 8 questions, one step: it writes text in KARD's format (a pretrained LM, not an untrained one)."
+    rec = kard.run(_smoke_cfg(tmp_path, "smollm2-135m"))
+    assert rec["info"]["student"] == "causal" and rec["timings"].get("train_s", 0) > 0
+    outs = [s["output"] for s in rec["samples"]]
+    assert all(o.strip() for o in outs) and not any("Question:" in o for o in outs)
+    assert sum(kard.parse_letter(o, 2) is not None for o in outs) >= 1, outs

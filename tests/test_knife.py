@@ -1,4 +1,4 @@
-"KNIFE: input alignment, the teacher's cross-attention bottleneck, KD losses, gradients, the teacher-state cache."
+"KNIFE: input alignment, the teacher's bottleneck (T5 cross-attention; decoder-only 4D mask), KD losses, gradients, the teacher-state cache, runs."
 import copy
 
 import pytest
@@ -210,7 +210,9 @@ def test_choice_kl_ignores_absent_choices():
     (dict(method="knife_in", flags={"kd": "out"}), "contradicts"), (dict(method="knife", flags={"score": "x"}), "score="),
     (dict(method="knife", flags={"kd": "none"}), "task_weight"), (dict(method="ft_io"), "method="),
     (dict(method="knife", flags={"bottleneck": "yes"}), "bottleneck"),
-    (dict(method="knife", flags={"student_init": "random"}), "student_init")])
+    (dict(method="knife", flags={"student_init": "random"}), "student_init"),
+    (dict(method="knife", flags={"teacher_positions": "middle"}), "teacher_positions"),
+    (dict(method="knife", flags={"kd_in_layers": "some"}), "kd_in_layers")])
 def test_bad_flags_name_the_parameter(params, needle):
     with pytest.raises(ConfigError, match=needle):
         resolve_flags(RunConfig.from_params(**params))
@@ -240,3 +242,323 @@ def test_results_table_never_averages_runs_of_another_budget(tmp_path):
     two = t[t["budget"].str.startswith("2 ep")].iloc[0]
     assert two["seeds"] == "0,1" and abs(two["accuracy"] - 0.6) < 1e-9
     assert t[t["budget"].str.startswith("6 ep")].iloc[0]["accuracy"] == 0.2
+
+
+# ---------------------------------------------------------------------------------------------
+# KNIFE on a decoder-only LM: tiny-gpt2 (learned absolute positions) and a tiny random Llama
+# (rotary positions, the SmolLM2 architecture), both on the kit's tokenizer.
+
+from knife_repro.knife import (ANSWER, FTR, PAD, TASK, attention_allowed, causal_attention_mask, causal_collate,
+                               causal_forward, encode_causal_choices, position_ids_of)
+from knife_repro.models import load_causal
+
+
+@pytest.fixture(scope="module")
+def causal_lms():
+    from transformers import LlamaConfig, LlamaForCausalLM
+    gpt, tok = load_causal("tiny-gpt2", seed=1)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
+                      pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(1)
+    llama = LlamaForCausalLM(cfg)
+    return {"gpt2": gpt.eval(), "llama": llama.eval()}, tok
+
+
+@pytest.fixture(params=["gpt2", "llama"])
+def causal(request, causal_lms):
+    lms, tok = causal_lms
+    return copy.deepcopy(lms[request.param]), tok
+
+
+def causal_batch(tok, exs=EXS, **kw):
+    return causal_collate([encode_causal_choices(tok, e, **kw) for e in exs], pad_id=tok.pad_token_id)
+
+
+def blocks(lm):
+    base = lm.base_model
+    return base.h if hasattr(base, "h") else base.layers
+
+
+def test_causal_rows_line_up(causal_lms):
+    _, tok = causal_lms
+    for e in EXS:
+        enc = encode_causal_choices(tok, e)
+        r = tok(f"rationale: {e['rationale']}\n", add_special_tokens=False).input_ids
+        for x, tx, y, c in zip(enc["input_ids"], enc["teacher_input_ids"], enc["labels"], e["choices"]):
+            assert tx == r + x and tok.decode(x).endswith("\nAnswer:")     # the FT baselines' causal format
+            assert y == tok(f" {c}", add_special_tokens=False).input_ids + [tok.eos_token_id]
+    long = dict(EXS[0], rationale="word " * 500)         # a long FTR is cut, never the task input
+    enc = encode_causal_choices(tok, long, max_source_len=40)
+    assert all(len(tx) == 40 and tx[-len(x):] == x for x, tx in zip(enc["input_ids"], enc["teacher_input_ids"]))
+    b = causal_batch(tok)
+    F = b["teacher_input_ids"].shape[1] - b["input_ids"].shape[1]
+    encs = [encode_causal_choices(tok, e) for e in EXS]
+    assert F == max(len(tx) - len(x) for d in encs for x, tx in zip(d["input_ids"], d["teacher_input_ids"]))
+    assert torch.equal(b["teacher_input_ids"][:, F:], b["input_ids"]) and torch.equal(b["teacher_segments"][:, F:], b["segments"])
+    assert ((b["teacher_segments"][:, :F] == FTR) | (b["teacher_segments"][:, :F] == PAD)).all()
+    assert b["choice_mask"].tolist() == [[True, True, False, False], [True] * 4]
+
+
+def test_causal_masks_and_positions_on_a_padded_batch_by_hand():
+    "Three rows of mixed lengths: FTR 2 / task 2 / answer 1; FTR 1 / task 1 / answer 2; no FTR / task 1 / answer 1."
+    rows = [{"input_ids": [[11, 12]], "teacher_input_ids": [[21, 22, 11, 12]], "labels": [[31]], "answer": 0},
+            {"input_ids": [[13]], "teacher_input_ids": [[23, 13]], "labels": [[32, 33]], "answer": 0},
+            {"input_ids": [[14]], "teacher_input_ids": [[14]], "labels": [[34]], "answer": 0}]
+    b = causal_collate(rows, pad_id=0)
+    P, R, T, A = PAD, FTR, TASK, ANSWER
+    assert b["teacher_segments"].tolist() == [[R, R, T, T, A], [P, R, T, A, A], [P, P, T, A, P]]
+    assert b["segments"].tolist() == [[T, T, A], [T, A, A], [T, A, P]]
+    assert b["teacher_input_ids"].tolist() == [[21, 22, 11, 12, 31], [0, 23, 13, 32, 33], [0, 0, 14, 34, 0]]
+    assert b["input_ids"].tolist() == [[11, 12, 31], [13, 32, 33], [14, 34, 0]]
+    bottleneck = [[[1, 0, 0, 0, 0],     # F
+                   [1, 1, 0, 0, 0],     # F
+                   [1, 1, 1, 0, 0],     # t: the FTR and itself
+                   [1, 1, 1, 1, 0],     # t
+                   [0, 0, 1, 1, 1]],    # a: task and answer only
+                  [[1, 0, 0, 0, 0],     # pad: itself only
+                   [0, 1, 0, 0, 0],     # F
+                   [0, 1, 1, 0, 0],     # t
+                   [0, 0, 1, 1, 0],     # a
+                   [0, 0, 1, 1, 1]],    # a
+                  [[1, 0, 0, 0, 0],     # pad
+                   [0, 1, 0, 0, 0],     # pad
+                   [0, 0, 1, 0, 0],     # t
+                   [0, 0, 1, 1, 0],     # a
+                   [0, 0, 0, 0, 1]]]    # pad
+    plain = copy.deepcopy(bottleneck)
+    plain[0][4] = [1, 1, 1, 1, 1]; plain[1][3] = [0, 1, 1, 1, 0]; plain[1][4] = [0, 1, 1, 1, 1]
+    assert attention_allowed(b["teacher_segments"]).long().tolist() == bottleneck
+    assert attention_allowed(b["teacher_segments"], bottleneck=False).long().tolist() == plain
+    student = [[[1, 0, 0], [1, 1, 0], [1, 1, 1]], [[1, 0, 0], [1, 1, 0], [1, 1, 1]], [[1, 0, 0], [1, 1, 0], [0, 0, 1]]]
+    assert attention_allowed(b["segments"]).long().tolist() == student
+    m = causal_attention_mask(b["teacher_segments"])
+    assert m.shape == (3, 1, 5, 5) and m.dtype == torch.float32
+    lo = torch.finfo(torch.float32).min
+    assert torch.equal(m[:, 0], torch.tensor(bottleneck).eq(0).float() * lo)
+    assert causal_attention_mask(b["segments"], dtype=torch.bfloat16).dtype == torch.bfloat16
+    assert position_ids_of(b["teacher_segments"]).tolist() == [[0, 1, 2, 3, 4], [0, 0, 1, 2, 3], [0, 0, 0, 1, 0]]
+    assert position_ids_of(b["teacher_segments"], "shared").tolist() == [[0, 1, 0, 1, 2], [0, 0, 0, 1, 2], [0, 0, 0, 1, 0]]
+    assert position_ids_of(b["segments"]).tolist() == [[0, 1, 2], [0, 1, 2], [0, 1, 0]]
+    with pytest.raises(ConfigError, match="teacher_positions"):
+        position_ids_of(b["segments"], "middle")
+
+
+def test_causal_student_and_teacher_paths_equal_plain_transformers(causal):
+    "Our 4D mask and position ids against transformers' own causal forward, one unpadded row at a time."
+    lm, tok = causal
+    b = causal_batch(tok)
+    with torch.no_grad():
+        ours_s = causal_forward(ChoiceScorer(lm), b["input_ids"], b["segments"])["rows"]
+        ours_t = causal_forward(ChoiceScorer(lm), b["teacher_input_ids"], b["teacher_segments"], bottleneck=False)["rows"]
+        for ours, ids, seg in ((ours_s, b["input_ids"], b["segments"]), (ours_t, b["teacher_input_ids"], b["teacher_segments"])):
+            for i in range(ids.shape[0]):
+                real = seg[i] != PAD
+                x, s = ids[i][real][None], seg[i][real]
+                lp = lm(input_ids=x).logits.float().log_softmax(-1)[0, :-1].gather(-1, x[0, 1:, None])[:, 0]
+                assert torch.allclose(ours[i], (lp * (s[1:] == ANSWER)).sum(), atol=1e-4)
+
+
+def test_causal_answer_attention_to_ftr_is_exactly_zero(causal):
+    lm, tok = causal
+    lm.set_attn_implementation("eager")
+    b = causal_batch(tok)
+    seg = b["teacher_segments"]
+    a2f = ((seg == ANSWER)[:, :, None] & (seg == FTR)[:, None, :])[:, None]        # (rows, 1, q, k)
+    t2f = ((seg == TASK)[:, :, None] & (seg == FTR)[:, None, :])[:, None]
+    assert a2f.sum() > 0
+    with torch.no_grad():
+        for bottleneck in (True, False):
+            att = lm(input_ids=b["teacher_input_ids"], attention_mask=causal_attention_mask(seg, bottleneck),
+                     position_ids=position_ids_of(seg), output_attentions=True).attentions
+            assert len(att) == 2
+            on_ftr = max(float((a * a2f).abs().max()) for a in att)
+            assert all(float((a * t2f).max()) > 0 for a in att)                        # task tokens read the FTR
+            if bottleneck:
+                assert on_ftr == 0.0
+                ans_rows = (seg == ANSWER)[:, None, :, None]
+                ta = ((seg == TASK) | (seg == ANSWER))[:, None, None, :]
+                assert all(torch.allclose((a * ta).sum(-1)[ans_rows.squeeze(-1).expand_as(a[..., 0])], torch.ones(())) for a in att)
+            else:
+                assert on_ftr > 0             # the mask, not the inputs, is what hides the FTR
+
+
+def answer_outputs(scorer, ids, seg, bottleneck, force=None):
+    "Answer log-probs and last-layer answer states; `force`: per-block outputs to impose on the task positions."
+    task = seg == TASK
+    saved, hooks = [], []
+    for l, blk in enumerate(blocks(scorer.lm)):
+        def hook(mod, args, out, l=l):
+            h = out[0] if isinstance(out, tuple) else out
+            if force is None:
+                saved.append(h[task].clone()); return None
+            h = h.clone(); h[task] = force[l]
+            return (h, *out[1:]) if isinstance(out, tuple) else h
+        hooks.append(blk.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            o = causal_forward(scorer, ids, seg, bottleneck)
+    finally:
+        for h in hooks: h.remove()
+    return o["answer_logprobs"], o["dec"][seg == ANSWER], saved
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_causal_answer_sees_the_ftr_only_through_the_task_states(causal, attn):
+    """Change every FTR token but force each block's outputs at the task positions to those of the first run:
+    behind the bottleneck the answer's log-probs and states are bit-identical; without it they are not."""
+    lm, tok = causal
+    lm.set_attn_implementation(attn)
+    S = ChoiceScorer(lm).eval()
+    b = causal_batch(tok)
+    ids, seg = b["teacher_input_ids"], b["teacher_segments"]
+    ftr = seg == FTR
+    ids2 = ids.clone(); ids2[ftr] = (ids2[ftr] + 7) % (len(tok) - 10) + 4      # same length, other tokens
+    assert (ids2[ftr] != ids[ftr]).all()
+    for bottleneck in (True, False):
+        lp1, h1, task_states = answer_outputs(S, ids, seg, bottleneck)
+        lp_free, h_free, _ = answer_outputs(S, ids2, seg, bottleneck)          # nothing forced
+        lp2, h2, _ = answer_outputs(S, ids2, seg, bottleneck, force=task_states)
+        assert not torch.allclose(lp_free, lp1)      # the FTR matters (through the task states, at least)
+        if bottleneck:
+            assert torch.equal(lp2, lp1) and torch.equal(h2, h1)
+        else:
+            assert not torch.allclose(lp2, lp1)      # without the mask the answer also reads the FTR directly
+
+
+@pytest.mark.parametrize("kd_out,layers", [("hidden", "last"), ("kl", "last"), ("hidden", "all")])
+@pytest.mark.parametrize("positions", ["continue", "shared"])
+def test_causal_kd_losses_vanish_when_student_is_teacher(causal, kd_out, layers, positions):
+    """Exactly 0 with an empty FTR (identical inputs, masks and positions); never with an FTR, under either
+    position scheme, since the task tokens read it. In a batch mixing rows with and without an FTR, the rows
+    without one match the student to float rounding (their teacher rows have extra, masked pad columns)."""
+    lm, tok = causal
+    T = frozen(ChoiceScorer(copy.deepcopy(lm), positions=positions))
+    S = ChoiceScorer(lm).eval()
+    loss_fn = make_student_loss("in+out", kd_out=kd_out, kd_in_layers=layers)
+    empty = causal_batch(tok, ftr=False)
+    assert torch.equal(empty["teacher_input_ids"], empty["input_ids"])
+    with torch.no_grad():
+        _, logs = loss_fn({"student": S, "teacher": T}, empty)
+        assert logs["kd_in"] == 0 and logs["kd_out"] == 0
+        _, logs = loss_fn({"student": S, "teacher": T}, causal_batch(tok))
+        assert logs["kd_in"] > 0 and logs["kd_out"] > 0
+        mixed = causal_collate([encode_causal_choices(tok, EXS[0]), encode_causal_choices(tok, EXS[1], ftr=False)],
+                               tok.pad_token_id)
+        t, s = teacher_forward(T, mixed, layers=layers), student_forward(S, mixed, layers)
+        assert mixed["teacher_input_ids"].shape[1] > mixed["input_ids"].shape[1]        # an FTR block in the batch
+        for k, m in (("enc", "in_mask"), ("dec", "out_mask")):
+            on = s[m][2:].bool()                                 # EXS[1]'s four rows, on their compared positions
+            assert torch.allclose(t[k][2:][on], s[k][2:][on], atol=1e-5)
+            assert not torch.allclose(t[k][:2][s[m][:2].bool()], s[k][:2][s[m][:2].bool()], atol=1e-5)
+        assert torch.allclose(t["choice_logits"][1], s["choice_logits"][1], atol=1e-4)
+        assert not torch.allclose(t["choice_logits"][0], s["choice_logits"][0], atol=1e-4)
+
+
+def test_causal_positions_of_the_task_tokens(causal_lms):
+    _, tok = causal_lms
+    b = causal_batch(tok)
+    F = b["teacher_input_ids"].shape[1] - b["input_ids"].shape[1]
+    real = b["segments"] != PAD
+    shared = position_ids_of(b["teacher_segments"], "shared")[:, F:]
+    cont = position_ids_of(b["teacher_segments"], "continue")[:, F:]
+    student = position_ids_of(b["segments"])
+    n_ftr = (b["teacher_segments"] == FTR).sum(1, keepdim=True)
+    assert torch.equal(shared[real], student[real])            # identical ids for task and answer tokens
+    assert torch.equal(cont[real], (student + n_ftr)[real])    # offset by each row's FTR length
+
+
+def test_causal_gradients_reach_only_the_student_and_the_head(causal):
+    lm, tok = causal
+    T = frozen(ChoiceScorer(copy.deepcopy(lm)))
+    S = ChoiceScorer(lm, score="head")
+    loss, logs = make_student_loss("in+out", task_weight=0.5, kd_in_layers="all")({"student": S, "teacher": T},
+                                                                                  causal_batch(tok))
+    loss.backward()
+    assert set(logs) == {"kd_in", "kd_out", "task"}
+    assert all(p.grad is None for p in T.parameters())
+    assert S.head.weight.grad.abs().sum() > 0
+    assert S.lm.get_input_embeddings().weight.grad.abs().sum() > 0
+    Tt = ChoiceScorer(copy.deepcopy(lm))
+    tl, _ = make_teacher_loss()({"teacher": Tt}, causal_batch(tok))
+    tl.backward()
+    assert Tt.lm.get_input_embeddings().weight.grad.abs().sum() > 0
+
+
+def test_causal_cached_states_equal_live_ones(causal_lms, tmp_path):
+    lms, tok = causal_lms
+    T = frozen(ChoiceScorer(copy.deepcopy(lms["gpt2"])))
+    rows = [encode_causal_choices(tok, e) for e in EXS * 3]
+    for layers in ("last", "all"):
+        st, hit = cached_teacher_states(T, rows, root=tmp_path, batch_size=4, layers=layers)
+        st2, hit2 = cached_teacher_states(T, rows, root=tmp_path, batch_size=4, layers=layers)
+        assert (hit, hit2) == (False, True)
+        b = causal_collate([{**r, **s} for r, s in zip(rows[:2], st2[:2])], pad_id=tok.pad_token_id)
+        plain = {k: v for k, v in b.items() if not k.startswith("t_")}
+        S = ChoiceScorer(copy.deepcopy(lms["gpt2"])).eval()
+        with torch.no_grad():
+            S.lm.get_input_embeddings().weight.mul_(0.9)           # a student that differs from the teacher
+            for kd_out in ("hidden", "kl"):
+                loss_fn = make_student_loss("in+out", kd_out=kd_out, kd_in_layers=layers)
+                a, la = loss_fn({"student": S}, b)
+                c, lc = loss_fn({"student": S, "teacher": T}, plain)
+                assert a > 0 and torch.allclose(a, c, rtol=1e-5) and set(la) == set(lc)
+    assert len(list(tmp_path.iterdir())) == 2                      # one cache file per layers setting
+    shared = frozen(ChoiceScorer(copy.deepcopy(lms["gpt2"]), positions="shared"))
+    assert teacher_cache_path(shared, rows, root=tmp_path) != teacher_cache_path(T, rows, root=tmp_path)
+
+
+def test_causal_predictions_use_the_ftr_only_for_the_teacher(causal_lms):
+    lms, tok = causal_lms
+    T = frozen(ChoiceScorer(copy.deepcopy(lms["llama"])))
+    rows = [encode_causal_choices(tok, e) for e in EXS]
+    no_ftr = [dict(r, teacher_input_ids=r["input_ids"]) for r in rows]
+    assert predict_choices(T, rows) == predict_choices(T, no_ftr)
+    with torch.no_grad():
+        a = teacher_forward(T, causal_collate(rows))["choice_logits"]
+        c = teacher_forward(T, causal_collate(no_ftr))["choice_logits"]
+    assert not torch.allclose(a, c)
+
+
+def test_knife_run_on_a_causal_model(tmp_path):
+    "The whole path through `run`: a tiny-gpt2 teacher behind its 4D mask, cached states, a KD-In+Out student."
+    from knife_repro.data import load as load_data
+    from knife_repro.knife import run
+    dd = load_data("toy", n_train=24, n_eval=8)
+    common = dict(dataset="toy", model="tiny-gpt2", seed=0, scale="smoke", output_dir=str(tmp_path), lr=3e-3,
+                  batch_size=8, epochs=1, max_train_samples=24, max_eval_samples=8, max_source_len=64, max_target_len=8)
+    rec = run(RunConfig.from_params(method="knife", **common), dd=dd)
+    assert rec["teacher_run"] and 0 <= rec["metrics"]["accuracy"] <= 1
+    assert any("decoder-only" in n for n in rec["notes"]) and any("disk cache" in n for n in rec["notes"])
+    trec = run(RunConfig.from_params(method="knife_teacher", **common), dd=dd)   # already there: skipped
+    assert trec["run_id"] == rec["teacher_run"] and "accuracy_no_ftr" in trec["metrics"]
+    # the other flags of the decoder-only path: shared positions (another teacher), every layer, a head
+    rec2 = run(RunConfig.from_params(method="knife_in", flags={"teacher_positions": "shared", "kd_in_layers": "all",
+                                                               "score": "head"}, **common), dd=dd)
+    assert rec2["teacher_run"] != rec["teacher_run"] and rec2["resolved_flags"]["teacher_positions"] == "shared"
+    with pytest.raises(ConfigError, match="teacher_positions"):     # a T5 has no position choice to make
+        run(RunConfig.from_params(method="knife_teacher", flags={"teacher_positions": "shared"},
+                                  **dict(common, model="tiny-t5")), dd=dd)
+
+
+def test_causal_mechanism_on_pretrained_smollm2(smollm2):
+    """On the real SmolLM2-135M (GQA, tied embeddings, its own tokenizer): our rows score as transformers does, and the
+    answer reads the FTR only through the task states (the functional test above, bit for bit)."""
+    lm, tok = smollm2
+    S = ChoiceScorer(lm).eval()
+    b = causal_batch(tok, EXS[:1])                  # two rows: the mixed padded batches are the tiny models' tests
+    with torch.no_grad():
+        ours = causal_forward(S, b["teacher_input_ids"], b["teacher_segments"], bottleneck=False)["rows"]
+        for i in (0, 1):
+            real = b["teacher_segments"][i] != PAD
+            x, s = b["teacher_input_ids"][i][real][None], b["teacher_segments"][i][real]
+            lp = lm(input_ids=x).logits.float().log_softmax(-1)[0, :-1].gather(-1, x[0, 1:, None])[:, 0]
+            assert torch.allclose(ours[i], (lp * (s[1:] == ANSWER)).sum(), atol=1e-3)
+    ids, seg = b["teacher_input_ids"], b["teacher_segments"]
+    ftr = seg == FTR
+    ids2 = ids.clone(); ids2[ftr] = (ids2[ftr] + 7) % 40000 + 100
+    lp1, h1, task_states = answer_outputs(S, ids, seg, True)
+    lp2, h2, _ = answer_outputs(S, ids2, seg, True, force=task_states)
+    assert torch.equal(lp2, lp1) and torch.equal(h2, h1)
+    lp1n, _, task_n = answer_outputs(S, ids, seg, False)
+    assert not torch.allclose(answer_outputs(S, ids2, seg, False, force=task_n)[0], lp1n)
