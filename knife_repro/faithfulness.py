@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .baselines import causal_prompt_ids, causal_target_ids, is_causal, lm_loss, score_choices
+from .baselines import causal_target_ids, is_causal, lm_loss, lm_row, prompt_ids, score_choices
 from .core import RunConfig, seed_everything
 from .training import TrainOptions, train
 
@@ -66,13 +66,8 @@ def encode_simulator(tok, rows: Sequence[dict], max_source_len: int = 512, max_t
         y = causal_target_ids(tok, a, max_target_len) if causal else \
             tok(a, truncation=True, max_length=max_target_len).input_ids
         for v in VIEWS:
-            s = simulator_input(r["question"], r["rationale"], r["choices"], v)
-            if causal:
-                x = causal_prompt_ids(tok, s, max_source_len)
-                data.append({"input_ids": x + y, "attention_mask": [1] * (len(x) + len(y)), "labels": [-100] * len(x) + y})
-            else:
-                x = tok(s, truncation=True, max_length=max_source_len).input_ids
-                data.append({"input_ids": x, "attention_mask": [1] * len(x), "labels": y})
+            x = prompt_ids(tok, simulator_input(r["question"], r["rationale"], r["choices"], v), causal, max_source_len)
+            data.append(lm_row(x, y, causal))
     return data
 
 def train_simulator(rows: Sequence[dict], cfg: RunConfig, model: str = "tiny-t5", epochs: int = 3,

@@ -13,13 +13,13 @@ from typing import Sequence
 
 import torch
 
-from .baselines import (ANSWER_CUE, CAUSAL_SEP, causal_prompt_ids, eval_splits, is_causal, parse_answer,
-                                   score_choices, subsample)
+from .baselines import (ANSWER_CUE, CAUSAL_SEP, causal_prompt_ids, eval_splits, generate, is_causal, lm_row,
+                                   parse_answer, prompt_ids, score_choices, subsample)
 from .core import ConfigError, RunConfig, data_path, find_run, seed_everything, timed, write_run_record
 from .faithfulness import FAITHFULNESS, las_eval, perturb_ids
 from .metrics import accuracy
 from .rationales import generate_rationales
-from .training import TrainOptions, pad_collate, train
+from .training import TrainOptions, train
 
 # %% auto #0
 __all__ = ['METHODS', 'DECODINGS', 'RATIONALE_SOURCES', 'PROMPT_FILES', 'FLAGS', 'SMOKE', 'SCALE_SETTINGS', 'load_prompt',
@@ -212,12 +212,11 @@ def encode_student(tok, ex: dict, rationale: str, answer: int, kind: str = "fact
     ans = tok(" " + ex["choices"][answer], add_special_tokens=False).input_ids + [tok.eos_token_id]
     pre = prefix_ids(tok, rationale, kind, tags, max_target_len - len(ans), causal)
     seq = pre + ans
-    labels = seq if kind == "factual" else [-100] * len(pre) + ans
-    if causal:   # one sequence: prompt (input + CAUSAL_SEP) then the same target; no loss on the prompt
-        x = causal_prompt_ids(tok, student_input(ex, kind, tags), max_source_len)
-        return {"input_ids": x + seq, "attention_mask": [1] * (len(x) + len(seq)), "labels": [-100] * len(x) + labels}
-    x = tok(student_input(ex, kind, tags), truncation=True, max_length=max_source_len).input_ids
-    return {"input_ids": x, "attention_mask": [1] * len(x), "decoder_input_ids": [start] + seq[:-1], "labels": labels}
+    x = prompt_ids(tok, student_input(ex, kind, tags), causal, max_source_len)   # causal: input + CAUSAL_SEP
+    row = lm_row(x, seq, causal)                                                  # causal: x + seq, no loss on x
+    if kind == "counterfactual": row["labels"] = row["labels"][:-len(seq)] + [-100] * len(pre) + ans
+    if not causal: row["decoder_input_ids"] = [start] + seq[:-1]
+    return row
 
 def scott_loss(alpha: float = 0.5):
     "The loss function for the engine: (1 - alpha) factual CE + alpha counterfactual CE (when the batch has one)."
@@ -252,18 +251,16 @@ def student_generate(model, tok, examples: Sequence[dict], tags: bool = True, ma
     for s in range(0, len(examples), batch_size):
         chunk = examples[s:s + batch_size]
         inputs = [student_input(e, "factual", tags) for e in chunk]
-        if causal:   # prompt + tag, left-padded; keep the tag and the new tokens
-            b = pad_collate([{"input_ids": (x := causal_prompt_ids(tok, t, max_source_len) + tag),
-                              "attention_mask": [1] * len(x)} for t in inputs], pad_id=tok.pad_token_id, left=True)
-            b = {k: v.to(dev) for k, v in b.items()}
-            g = model.generate(**b, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                               eos_token_id=tok.eos_token_id)[:, b["input_ids"].shape[1] - len(tag):]
+        if causal:   # the tag ends the prompt; the QA layer's `generate` returns the new text only
+            new = generate(model, tok, [causal_prompt_ids(tok, t, max_source_len) + tag for t in inputs],
+                           max_new_tokens=max_new_tokens, batch_size=batch_size)
+            texts = [" ".join(p for p in (["[factual]"] if tags else []) + [t] if p) for t in new]
         else:
             b = tok(inputs, padding=True, truncation=True, max_length=max_source_len, return_tensors="pt").to(dev)
             dec = torch.tensor([[model.config.decoder_start_token_id] + tag] * len(chunk), device=dev)
             g = model.generate(**b, decoder_input_ids=dec, max_new_tokens=max_new_tokens, do_sample=False)
-        for e, t in zip(chunk, tok.batch_decode(g, skip_special_tokens=True)):
-            if causal: t = t.strip()
+            texts = tok.batch_decode(g, skip_special_tokens=True)
+        for e, t in zip(chunk, texts):
             body = t.strip()
             if tags and body.startswith("[factual]"): body = body[len("[factual]"):]
             out.append({"text": t, "rationale": body.split(ANSWER_CUE)[0].strip(),
