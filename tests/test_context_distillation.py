@@ -197,7 +197,25 @@ def test_cd_addition_runs_with_the_pretrained_causal_student(smollm2, tmp_path, 
 def test_cd_instructions_runs_with_the_pretrained_causal_student(smollm2, tmp_path, monkeypatch):
     import knife_repro.cd_instructions as cdi
     _tiny(monkeypatch, cdi, pretrain_steps=0, n_per_op=2, distill_batch=4, n_eval=2)
+    # a pipeline check: two of the tasks and short generations (a pretrained LM rarely stops early by itself)
+    monkeypatch.setattr(cdi, "TASKS", dict(list(cdi.TASKS.items())[:2]))
+    monkeypatch.setattr(cdi, "_gen", lambda model, tok, prompts: [o.strip() for o in cdi.generate(model, tok, prompts, max_new_tokens=6)])
+    monkeypatch.setattr(cdi, "teacher_labels", lambda *a, **k: cd.teacher_labels(*a, **{**k, "max_new_tokens": 6}))
     cfg = RunConfig(method="cd_instructions", dataset="instructions", model="smollm2-135m", scale="smoke",
                     output_dir=str(tmp_path))
     rec = cd.run(cfg)
     assert "naive_student2_correct" in rec["metrics"] and rec["config"]["model"] == "smollm2-135m"
+
+
+def test_cd_spider_runs_with_the_pretrained_causal_student(smollm2, tmp_path, monkeypatch):
+    import knife_repro.cd_spider as cds
+    from knife_repro.core import DataNotFoundError
+    from knife_repro.data import load as load_data
+    from knife_repro.data import DataError
+    try: load_data("spider", split="validation", require_db=True)
+    except (DataNotFoundError, DataError) as e: pytest.skip(f"SPIDER databases not available: {e}")
+    _tiny(monkeypatch, cds, n_dbs=1, n_raw=2, max_eval_per_db=2, batch=2, max_prompt_len=384, max_new_tokens=12)
+    cfg = RunConfig(method="cd_spider", dataset="spider", model="smollm2-135m", scale="smoke",
+                    output_dir=str(tmp_path), flags={"k": 2})
+    rec = cd.run(cfg)
+    assert rec["config"]["model"] == "smollm2-135m" and "post_distill" in " ".join(rec["metrics"])
