@@ -10,7 +10,8 @@ import math
 import random
 import shutil
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
+from functools import partial
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -22,7 +23,8 @@ from .core import RunConfig
 
 # %% auto #0
 __all__ = ['length_grouped_batches', 'pad_collate', 'TrainOptions', 'TrainState', 'TrainResult', 'make_optimizer',
-           'make_scheduler', 'save_weights', 'load_weights', 'latest_checkpoint', 'eval_loss', 'train']
+           'make_scheduler', 'save_weights', 'load_weights', 'latest_checkpoint', 'speed_settings', 'causal_lm_loss',
+           'eval_loss', 'train']
 
 # %% ../nbs/02_training.ipynb #10b68072
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int = 0,
@@ -43,7 +45,8 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, e
     return batches
 
 # %% ../nbs/02_training.ipynb #78bbb920
-def pad_collate(examples: Sequence[Mapping[str, Any]], pad_id: int = 0, left: bool = False) -> dict[str, torch.Tensor]:
+def pad_collate(examples: Sequence[Mapping[str, Any]], pad_id: int = 0, left: bool = False,
+                pad_to_multiple_of: int = 0) -> dict[str, torch.Tensor]:
     "Pad a list of tokenised examples into tensors (right padding; `left=True` for causal prompts)."
     out = {}
     for k in examples[0]:
@@ -51,6 +54,7 @@ def pad_collate(examples: Sequence[Mapping[str, Any]], pad_id: int = 0, left: bo
         if isinstance(vals[0], (list, tuple)) and (not vals[0] or not isinstance(vals[0][0], (list, tuple))):
             fill = -100 if k.endswith("labels") else 0 if k.endswith("attention_mask") or k.endswith("mask") else pad_id
             width = max((len(v) for v in vals), default=0)
+            if pad_to_multiple_of > 1: width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
             rows = [([fill] * (width - len(v)) + list(v)) if left else (list(v) + [fill] * (width - len(v))) for v in vals]
             out[k] = torch.tensor(rows, dtype=torch.float32 if rows and rows[0] and isinstance(rows[0][0], float) else torch.long)
         elif isinstance(vals[0], torch.Tensor):
@@ -79,6 +83,16 @@ class TrainOptions:
     log_steps: int = 10
     progress: bool | None = None             # None: tqdm decides (off when not a terminal)
     callbacks: list = field(default_factory=list)  # f(state, logs) after each optimiser step
+    # speed levers (section "Speed levers"; measured in bench/README.md)
+    fused_adamw: bool = True                 # AdamW's fused kernel: one pass over the weights, not ~10
+    no_kv_cache: bool = True                 # config.use_cache=False while training (HF's Trainer does it too)
+    padding_side: str = "right"              # of the default collate; "left" moves Llama's positions
+    pad_to_multiple_of: int = 0              # of the default collate; 0: pad to the longest in the batch
+    attn_implementation: str | None = None   # "sdpa" | "eager" for every model while training; None: as loaded
+    threads: int = 0                         # torch.set_num_threads while training; 0: leave as it is
+    compile: bool = False                    # torch.compile the trainable models (dynamic shapes)
+    freeze_embeddings: bool = False          # freeze input embeddings (and a tied LM head): CHANGES what is trained
+    count_label_tokens: bool = True          # False when labels sit inside input_ids (decoder-only rows)
 
 @dataclass
 class TrainState:
@@ -106,13 +120,14 @@ class TrainResult:
     tokens_per_s: float       # real (non-pad) tokens per second of training
 
 # %% ../nbs/02_training.ipynb #bc95a890
-def make_optimizer(params, cfg: RunConfig):
-    "AdamW or Adafactor (fixed learning rate, as in the T5 papers' fine-tuning) from the run config."
+def make_optimizer(params, cfg: RunConfig, fused: bool = False):
+    "AdamW (`fused`: its fused kernel) or Adafactor (fixed learning rate, as in the T5 fine-tuning papers)."
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters: every model passed to train() is frozen")
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        fused = fused and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **({"fused": True} if fused else {}))
     from transformers.optimization import Adafactor
     return Adafactor(params, lr=cfg.lr, weight_decay=cfg.weight_decay, scale_parameter=False,
                      relative_step=False, warmup_init=False)
@@ -168,13 +183,53 @@ def latest_checkpoint(output_dir: str | Path | None) -> Path | None:
     cks = sorted(p for p in d.glob("step-*") if (p / "state.json").is_file()) if d.is_dir() else []
     return cks[-1] if cks else None
 
+# %% ../nbs/02_training.ipynb #3b89dd86
+@contextmanager
+def speed_settings(models: Mapping[str, torch.nn.Module], opts: TrainOptions):
+    "Apply the model-side speed levers of `opts` to `models` while training; undo them afterwards."
+    undo = []
+    try:
+        if opts.threads > 0:
+            n = torch.get_num_threads(); torch.set_num_threads(opts.threads)
+            undo.append(lambda: torch.set_num_threads(n))
+        for m in models.values():
+            cfg = getattr(m, "config", None)
+            if opts.no_kv_cache and getattr(cfg, "use_cache", False):
+                cfg.use_cache = False; undo.append(lambda c=cfg: setattr(c, "use_cache", True))
+            if opts.attn_implementation and hasattr(m, "set_attn_implementation"):
+                old = cfg._attn_implementation
+                m.set_attn_implementation(opts.attn_implementation)
+                undo.append(lambda m=m, a=old: m.set_attn_implementation(a))
+            if opts.freeze_embeddings and hasattr(m, "get_input_embeddings") and any(p.requires_grad for p in m.parameters()):
+                w = m.get_input_embeddings().weight
+                if w.requires_grad:
+                    w.requires_grad_(False); undo.append(lambda w=w: w.requires_grad_(True))
+        yield
+    finally:
+        for f in reversed(undo): f()
+
+# %% ../nbs/02_training.ipynb #1591e28b
+def causal_lm_loss(models: Mapping[str, torch.nn.Module], batch: Mapping[str, torch.Tensor],
+                   target_only: bool = True, key: str = "model"):
+    "Mean next-token cross-entropy of the decoder-only `models[key]` on the non-ignored `labels` (aligned with `input_ids`)."
+    m, labels = models[key], batch["labels"]
+    kw = dict(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), use_cache=False)
+    if not target_only:
+        return m(**kw, labels=labels).loss, {}
+    nxt = labels[:, 1:]
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = nxt != -100
+    logits = m(**kw, logits_to_keep=keep).logits        # (number of targets, vocab)
+    return torch.nn.functional.cross_entropy(logits.float(), nxt[keep[:, :-1]]), {}
+
 # %% ../nbs/02_training.ipynb #edc56efc
-def _count_tokens(batch: Mapping[str, Any]) -> int:
+def _count_tokens(batch: Mapping[str, Any], labels: bool = True) -> int:
+    "Real tokens: attention-mask ones, plus non-ignored labels when they are a separate sequence."
     n = 0
     for k, v in batch.items():
         if isinstance(v, torch.Tensor):
             if k.endswith("attention_mask"): n += int(v.sum())
-            elif k.endswith("labels"): n += int((v != -100).sum())
+            elif labels and k.endswith("labels"): n += int((v != -100).sum())
     return n
 
 def _to(batch, device):
@@ -198,10 +253,17 @@ def train(models: Mapping[str, torch.nn.Module], loss_fn: Callable, train_data: 
           eval_data: Sequence | None = None, eval_fn: Callable | None = None,
           opts: TrainOptions | None = None) -> TrainResult:
     "Train the trainable models in `models` on `loss_fn`; see the notes above."
+    opts = opts or TrainOptions()
+    if opts.padding_side not in ("right", "left"):
+        raise ValueError(f"padding_side={opts.padding_side!r}: must be 'right' or 'left'")
+    with speed_settings(models, opts):
+        return _train(models, loss_fn, train_data, cfg, collate=collate, lengths=lengths,
+                      eval_data=eval_data, eval_fn=eval_fn, opts=opts)
+
+def _train(models, loss_fn, train_data, cfg, *, collate, lengths, eval_data, eval_fn, opts) -> TrainResult:
     from accelerate import Accelerator
     from tqdm.auto import tqdm
-    opts = opts or TrainOptions()
-    collate = collate or pad_collate
+    collate = collate or partial(pad_collate, left=opts.padding_side == "left", pad_to_multiple_of=opts.pad_to_multiple_of)
     if len(train_data) == 0:
         raise ValueError("train_data is empty")
     lengths = list(lengths) if lengths is not None else [len(ex["input_ids"]) + len(ex.get("labels", ())) for ex in train_data]
@@ -209,12 +271,14 @@ def train(models: Mapping[str, torch.nn.Module], loss_fn: Callable, train_data: 
     acc = Accelerator(mixed_precision="bf16" if use_bf16 else "no", cpu=not torch.cuda.is_available())
     trainable = _trainable(models)
     frozen = {k: m for k, m in models.items() if k not in trainable}
-    opt = make_optimizer([p for m in trainable.values() for p in m.parameters()], cfg)
+    opt = make_optimizer([p for m in trainable.values() for p in m.parameters()], cfg, fused=opts.fused_adamw)
     names = list(trainable)
     prepared = acc.prepare(*trainable.values(), opt)
     wrapped, opt = dict(zip(names, prepared[:-1])), prepared[-1]
     for m in frozen.values(): m.to(acc.device).eval()
     run_models = {**models, **wrapped}
+    if opts.compile:
+        run_models.update({k: torch.compile(m, dynamic=True) for k, m in wrapped.items()})
     unwrapped = {k: acc.unwrap_model(m) for k, m in wrapped.items()}
     eval_models = {**models, **unwrapped}   # evaluation needs no gradient sync, and sees `.config` etc.
 
@@ -293,7 +357,7 @@ def train(models: Mapping[str, torch.nn.Module], loss_fn: Callable, train_data: 
                     loss, logs = loss_fn(run_models, batch)
                 acc.backward(loss / cfg.grad_accum)
             micro += 1
-            st.tokens += _count_tokens(batch)
+            st.tokens += _count_tokens(batch, opts.count_label_tokens)
             logs_acc["loss"] = logs_acc.get("loss", 0.0) + float(loss.detach()) / cfg.grad_accum
             for k, v in (logs or {}).items():
                 logs_acc[k] = logs_acc.get(k, 0.0) + float(v) / cfg.grad_accum

@@ -4,7 +4,8 @@ import pytest
 
 from conftest import lm_loss, toy_task
 from knife_repro.core import RunConfig
-from knife_repro.training import (TrainOptions, latest_checkpoint, length_grouped_batches, pad_collate, train)
+from knife_repro.training import (TrainOptions, causal_lm_loss, latest_checkpoint, length_grouped_batches, pad_collate,
+                                  train)
 
 CFG = RunConfig(method="test", dataset="toy", lr=3e-3, batch_size=16, epochs=2)
 
@@ -108,3 +109,93 @@ def test_checkpoints_are_cleaned_up_and_never_resumed_by_another_run(tmp_path):
     res = train(models, lm_loss, tr, CFG, eval_data=ev, opts=TrainOptions(output_dir=tmp_path))
     assert res.state.step == CFG.epochs * 2                               # resumed, then finished
     assert latest_checkpoint(tmp_path) is None and (tmp_path / "best" / "model.safetensors").is_file()
+
+
+# ---- speed levers: the ones on by default must not change the loss curve; the loss-side one must not change
+# ---- the loss or its gradients
+
+def _history_losses(opts, seed=8, n_train=64):
+    models, _, tr, _ = toy_task(seed, n_train=n_train)
+    res = train(models, lm_loss, tr, CFG, opts=opts)
+    return [h["loss"] for h in res.state.history if h["kind"] == "train"], models["model"]
+
+
+def test_default_speed_levers_keep_the_loss_curve():
+    "Fused AdamW and no KV cache (on by default) vs both off: same losses step by step (to 1e-5)."
+    on, m_on = _history_losses(TrainOptions(log_steps=1))
+    off, m_off = _history_losses(TrainOptions(log_steps=1, fused_adamw=False, no_kv_cache=False))
+    assert len(on) == len(off) == CFG.epochs * 4
+    assert max(abs(a - b) for a, b in zip(on, off)) < 1e-5
+    sd_on, sd_off = m_on.state_dict(), m_off.state_dict()
+    assert all(torch.allclose(sd_on[k], sd_off[k], atol=1e-5) for k in sd_on)
+
+
+def test_speed_settings_are_undone_after_training():
+    models, _, tr, _ = toy_task(9, n_train=32)
+    m = models["model"]
+    threads, attn = torch.get_num_threads(), m.config._attn_implementation
+    seen = []
+    def loss(ms, batch):
+        mm = ms["model"]
+        seen.append((mm.config.use_cache, mm.get_input_embeddings().weight.requires_grad, torch.get_num_threads(),
+                     mm.config._attn_implementation))
+        return lm_loss(ms, batch)
+    emb = m.get_input_embeddings().weight.detach().clone()
+    train(models, loss, tr, CFG.replace(epochs=1),
+          opts=TrainOptions(freeze_embeddings=True, threads=1, attn_implementation="eager"))
+    assert set(seen) == {(False, False, 1, "eager")}
+    assert torch.equal(emb, m.get_input_embeddings().weight)               # frozen while training
+    assert m.config.use_cache and m.get_input_embeddings().weight.requires_grad
+    assert torch.get_num_threads() == threads and m.config._attn_implementation == attn
+
+
+def test_padding_options_of_the_default_collate():
+    batch = [{"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": [9]}, {"input_ids": [5], "attention_mask": [1], "labels": [9, 9]}]
+    assert pad_collate(batch, pad_to_multiple_of=8)["input_ids"].shape == (2, 8)
+    assert pad_collate(batch, left=True)["input_ids"].tolist() == [[5, 6, 7], [0, 0, 5]]
+    with pytest.raises(ValueError, match="padding_side"):
+        models, _, tr, _ = toy_task(0, n_train=16)
+        train(models, lm_loss, tr, CFG, opts=TrainOptions(padding_side="middle"))
+
+
+def _causal_batch(tok, texts, prompt_tokens):
+    rows = [tok(t).input_ids for t in texts]
+    return pad_collate([{"input_ids": r, "attention_mask": [1] * len(r), "labels": [-100] * prompt_tokens + r[prompt_tokens:]}
+                        for r in rows], pad_id=tok.pad_token_id)
+
+
+def _loss_and_grads(model, batch, target_only):
+    model.zero_grad(set_to_none=True)
+    loss, _ = causal_lm_loss({"model": model}, batch, target_only=target_only)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_target_only_lm_head_same_loss_and_gradients_tiny_gpt2():
+    from knife_repro.models import load_causal
+    model, tok = load_causal("tiny-gpt2", seed=0)
+    model.train()
+    batch = _causal_batch(tok, ["Is 41 bigger than 17? yes", "Is 3 bigger than 8? no, it is not", "Is 5 odd? yes"], 5)
+    (lf, gf), (lt, gt) = _loss_and_grads(model, batch, False), _loss_and_grads(model, batch, True)
+    assert torch.allclose(lf, lt, atol=1e-6, rtol=0)
+    assert gf.keys() == gt.keys() and all(torch.allclose(gf[k], gt[k], atol=1e-6) for k in gf)
+
+
+def test_target_only_lm_head_same_loss_and_gradients_smollm2(smollm2):
+    "The pretrained Llama-architecture preset, tied 49k-vocab head, right-padded prompt + target rows."
+    import copy
+    model, tok = smollm2
+    model = copy.deepcopy(model).train()
+    batch = _causal_batch(tok, ["question: Is the sky blue? choices: (A) yes (B) no Air scatters blue light. So the answer is yes.",
+                                "question: Can fish fly? choices: (A) yes (B) no Fish swim. So the answer is no."], 12)
+    assert (batch["attention_mask"] == 0).any()                            # one row is padded
+    (lf, gf), (lt, gt) = _loss_and_grads(model, batch, False), _loss_and_grads(model, batch, True)
+    assert torch.allclose(lf, lt, atol=1e-5, rtol=0)
+    worst = max(float((gf[k] - gt[k]).abs().max() / (gf[k].abs().max() + 1e-12)) for k in gf)
+    assert gf.keys() == gt.keys() and worst < 1e-4, worst
+
+
+def test_causal_token_count_counts_targets_once():
+    from knife_repro.training import _count_tokens
+    b = pad_collate([{"input_ids": [1, 2, 3, 4], "attention_mask": [1] * 4, "labels": [-100, -100, 3, 4]}])
+    assert _count_tokens(b) == 6 and _count_tokens(b, labels=False) == 4
