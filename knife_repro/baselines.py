@@ -13,7 +13,7 @@ import torch
 
 from .core import RunConfig, find_run, seed_everything, timed, write_run_record
 from .metrics import accuracy, normalize_answer
-from .training import TrainOptions, pad_collate, train
+from .training import TrainOptions, causal_lm_loss, pad_collate, train
 
 # %% auto #0
 __all__ = ['BASELINES', 'ZERO_SHOT', 'METHODS', 'ANSWER_CUE', 'EXPLANATION_CUE', 'CAUSAL_SEP', 'seq2seq_lm_loss', 'SMOKE_CAPS',
@@ -238,8 +238,11 @@ def encode_examples(tok, examples: Sequence[dict], method: str, rationale_source
     return out
 
 def lm_loss(models, batch):
-    "Token-level cross-entropy of `models['model']` on `labels` (seq2seq: decoder targets; causal: the model shifts them)."
-    out = models["model"](input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    "Token-level cross-entropy of `models['model']` on `labels` (seq2seq: decoder targets; causal: next tokens, LM head on targets only)."
+    m = models["model"]
+    if is_causal(getattr(m, "module", m)):   # `module`: a data-parallel wrapper
+        return causal_lm_loss(models, batch)
+    out = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
     return out.loss, {}
 
 seq2seq_lm_loss = lm_loss   # the older name
@@ -292,7 +295,7 @@ def run_baseline(cfg: RunConfig, dd=None, force: bool = False) -> dict:
     out_dir = cfg.out_path / "checkpoints" / cfg.run_id
     with timed(timings, "train_s"):
         res = train({"model": model}, lm_loss, data, cfg, eval_fn=eval_fn,
-                    opts=TrainOptions(output_dir=out_dir, metric_for_best="accuracy"))
+                    opts=TrainOptions(output_dir=out_dir, metric_for_best="accuracy", count_label_tokens=not is_causal(model)))
     with timed(timings, "eval_s"):
         metrics = {}
         for mode in ("score", "generate"):
