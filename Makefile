@@ -56,8 +56,9 @@ export-check: $(STAMP)
 	  git status --porcelain -- knife_repro; git --no-pager diff --stat -- knife_repro; exit 1; fi
 	@echo "export check: knife_repro/ matches nbs/"
 
+# two workers on one thread each, as nbtest: the pretrained-model tests are compute-bound
 pytest: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --durations=10 tests
 
 # two notebooks at a time on one thread each: tiny models gain nothing from a second
 # thread, and two 2-thread workers on 2 cores would fight

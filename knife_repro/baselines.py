@@ -132,21 +132,47 @@ def score_choices(model, tok, inputs: Sequence[str | Sequence[int]], choices: Se
     return scores
 
 def _score_causal(model, tok, rows, scores, length_norm, batch_size, dev):
-    "Scores of `rows` = (example, prompt ids, target ids, n) under a causal LM: prompt + target, left-padded."
-    for s in range(0, len(rows), batch_size):
-        chunk = rows[s:s + batch_size]
-        b = pad_collate([{"input_ids": r[1] + r[2], "attention_mask": [1] * (len(r[1]) + len(r[2]))} for r in chunk],
+    """Scores of `rows` = (example, prompt ids, target ids, n) under a causal LM.
+
+    The choices of an example share everything before their own tokens (prompt + prefix), so that
+    context is read once per example: a left-padded forward pass over the contexts fills the KV cache,
+    the cache is repeated for each choice row, and a second pass reads the right-padded choice tokens.
+    Positions count real tokens, as in an unpadded forward pass; the LM head runs only where a choice
+    token is predicted. Same numbers as one forward pass per row (tested), about `choices`x fewer tokens."""
+    groups = []   # (example, shared context ids, [(choice ids, n)]) in row order
+    for i, x, tgt, n in rows:
+        ctx, ch = x + tgt[:len(tgt) - n], tgt[len(tgt) - n:]
+        if groups and groups[-1][0] == i and groups[-1][1] == ctx: groups[-1][2].append(ch)
+        else: groups.append((i, ctx, [ch]))
+    start = 0
+    while start < len(groups):
+        end, k = start, 0
+        while end < len(groups) and (end == start or k + len(groups[end][2]) <= batch_size):
+            k += len(groups[end][2]); end += 1
+        chunk, start = groups[start:end], end
+        b = pad_collate([{"input_ids": g[1], "attention_mask": [1] * len(g[1])} for g in chunk],
                         pad_id=tok.pad_token_id, left=True)
         ids, att = b["input_ids"].to(dev), b["attention_mask"].to(dev)
-        # left padding puts every scored token in the last columns, so the LM head (49k-262k outputs)
-        # runs on those only; positions count real tokens, as in an unpadded forward
-        k = max(r[3] for r in chunk) + 1
-        logits = model(input_ids=ids, attention_mask=att, position_ids=(att.cumsum(-1) - 1).clamp(min=0),
-                       logits_to_keep=k).logits.float()
-        lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, -k + 1:, None])[..., 0]   # the last k-1 tokens
-        for j, (i, x, tgt, n) in enumerate(chunk):
-            v = lp[j, k - 1 - n:].sum().item()
-            scores[i].append(v / n if length_norm else v)
+        out = model(input_ids=ids, attention_mask=att, position_ids=(att.cumsum(-1) - 1).clamp(min=0),
+                    use_cache=True, logits_to_keep=1)
+        first = torch.log_softmax(out.logits[:, -1].float(), -1)          # predicts each choice's first token
+        owner = torch.tensor([e for e, g in enumerate(chunk) for _ in g[2]], device=dev)
+        cache = out.past_key_values
+        cache.reorder_cache(owner)                                        # one copy of the context per choice row
+        chs = [c for g in chunk for c in g[2]]
+        width = max(len(c) for c in chs)
+        cont = torch.tensor([c + [tok.pad_token_id] * (width - len(c)) for c in chs], device=dev)
+        cmask = (torch.arange(width, device=dev)[None] < torch.tensor([len(c) for c in chs], device=dev)[:, None]).long()
+        ctx_len = att.sum(-1)[owner]
+        logits = model(input_ids=cont, attention_mask=torch.cat([att[owner], cmask], 1), past_key_values=cache,
+                       position_ids=ctx_len[:, None] + torch.arange(width, device=dev)[None], use_cache=True).logits
+        lp = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, cont[:, 1:, None])[..., 0] if width > 1 else None
+        r = 0
+        for e, (i, _, cs) in enumerate(chunk):
+            for c in cs:
+                v = first[e, c[0]].item() + (lp[r, :len(c) - 1].sum().item() if len(c) > 1 else 0.0)
+                scores[i].append(v / len(c) if length_norm else v)
+                r += 1
     return scores
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from .context_distillation import Operation, distill, freeze, generate, teacher_labels
+from .context_distillation import Operation, distill, freeze, generate, is_causal, supervised_row, teacher_labels
 from .core import RunConfig, find_run, seed_everything, timed, write_run_record
 from .data import addition as add
 from .metrics import accuracy
@@ -89,14 +89,13 @@ def lm_loss(models, batch):
     out = models["student"](input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
     return out.loss, {}
 
-def encode(tok, pairs, fmt: str, s: Settings) -> list[dict]:
-    "Supervised examples: (cue + problem) -> scratchpad or direct target."
+def encode(tok, pairs, fmt: str, s: Settings, causal: bool = False) -> list[dict]:
+    "Supervised examples: (cue + problem) -> scratchpad or direct target (`causal`: one sequence, loss on the target)."
     out = []
     for a, b in pairs:
         x = (TEACHER_CUE if fmt == "scratch" else STUDENT_CUE) + add.format_input(a, b, s.mark_positions, s.spaced)
         y = add.SCRATCHPADS[s.scratchpad](a, b, s.spaced) if fmt == "scratch" else add.direct_target(a, b, s.spaced)
-        xi, yi = tok(x).input_ids, tok(y, add_special_tokens=False).input_ids + [tok.eos_token_id]
-        out.append({"input_ids": xi, "attention_mask": [1] * len(xi), "labels": yi})
+        out.append(supervised_row(tok, x, y, causal))
     return out
 
 def fit(model, data, cfg: RunConfig, steps: int, batch: int, lr: float, pad_id: int, warmup: float = 0.0,
@@ -129,7 +128,7 @@ def evaluate(model, tok, pairs, fmt: str, s: Settings, max_new: int) -> dict:
 def run(cfg: RunConfig, force: bool = False) -> dict:
     "Teacher, pre-distill, post-distill, Sc->Dir and Sc+Dir accuracies on held-out problems; one run record."
     from knife_repro.data import load as load_data
-    from knife_repro.models import load_seq2seq
+    from knife_repro.models import load_lm
     if cfg.method not in METHODS: raise ValueError(f"method={cfg.method!r}: not one of {METHODS}")
     if cfg.dataset != "addition": raise ValueError(f"dataset={cfg.dataset!r}: cd_addition runs on 'addition'")
     f = cfg.flags
@@ -146,10 +145,10 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
     data = lambda **kw: load_data("addition", n_digits=kw.pop("n_digits", n), seed=cfg.seed, sampling="length",
                                   mark_positions=s.mark_positions, spaced=s.spaced, **kw)
     with timed(timings, "load_s"):
-        model, tok = load_seq2seq(s.model, seed=cfg.seed, **({"tokenizer": s.tokenizer} if s.tokenizer else {}))
+        model, tok = load_lm(s.model, seed=cfg.seed, **({"tokenizer": s.tokenizer} if s.tokenizer else {}))
         test = pairs_of(data(min_digits=lo, n_test=s.n_test, split="test"))
         scratch500 = pairs_of(data(min_digits=lo, n_train=s.n_scratch, split="train"))
-    pad = tok.pad_token_id
+    pad, causal = tok.pad_token_id, is_causal(model)
     max_sc = max(len(tok(add.SCRATCHPADS[s.scratchpad](a, b, s.spaced)).input_ids) for a, b in test[:200]) + 8
     max_dir = n + 4 if not s.spaced else 2 * n + 6
     if s.pretrain_steps:
@@ -159,7 +158,7 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
             n_dir = min(k, int(0.7 * 0.8 * 100 ** (n - 1)))
             di = pairs_of(data(n_digits=n - 1, min_digits=1, n_train=n_dir, split="train"))
             reps = max(1, len(sc) // (9 * len(di)))          # direct answers: about a tenth of the mixture
-            mix = encode(tok, sc, "scratch", s) + encode(tok, di, "direct", s) * reps
+            mix = encode(tok, sc, "scratch", s, causal) + encode(tok, di, "direct", s, causal) * reps
             r = fit(model, mix, cfg, s.pretrain_steps, s.pretrain_batch, s.pretrain_lr, pad, warmup=0.05, scheduler="linear")
             stages["pretrain"] = {"steps": r.state.step, "examples": len(mix), "direct_max_digits": n - 1}
         notes.append(f"offline pre-training stage: {len(sc)} scratchpads of {n} digits + {len(di)} direct answers "
@@ -167,7 +166,7 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
     log.info("pretrain done: %s", timings)
     base = copy.deepcopy(model)
     with timed(timings, "teacher_s"):
-        fit(model, encode(tok, scratch500, "scratch", s), cfg, s.teacher_steps, s.teacher_batch, s.lr, pad, warmup=0.1)
+        fit(model, encode(tok, scratch500, "scratch", s, causal), cfg, s.teacher_steps, s.teacher_batch, s.lr, pad, warmup=0.1)
     teacher = freeze(model)
     with timed(timings, "eval_s"):
         res = {"teacher": evaluate(teacher, tok, test, "scratch", s, max_sc),
@@ -201,7 +200,7 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
         res["post_distill"] = evaluate(student, tok, test, "direct", s, max_dir)
     log.info("post-distill %.3f: %s", res["post_distill"]["accuracy"], timings)
     if str(f.get("baselines", True)) != "False":
-        sc500, di500 = encode(tok, scratch500, "scratch", s), encode(tok, scratch500, "direct", s)
+        sc500, di500 = encode(tok, scratch500, "scratch", s, causal), encode(tok, scratch500, "direct", s, causal)
         with timed(timings, "baselines_s"):
             sc_dir = copy.deepcopy(model)
             for p in sc_dir.parameters(): p.requires_grad_(True)

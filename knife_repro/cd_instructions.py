@@ -11,7 +11,8 @@ import random
 import time
 from dataclasses import asdict, dataclass, replace
 
-from .context_distillation import LOSSES, Operation, distill, freeze, generate, simultaneous, teacher_labels
+from .context_distillation import (LOSSES, Operation, distill, freeze, generate, is_causal, simultaneous,
+                                             supervised_row, teacher_labels)
 from .core import RunConfig, find_run, seed_everything, timed, write_run_record
 from .metrics import summarize
 from .training import TrainOptions, pad_collate, train
@@ -96,7 +97,7 @@ def association_scores(model, tok, assoc: dict[int, str], evals: dict[str, list[
 # %% ../nbs/23c_cd_instructions.ipynb #3005b60b
 def run(cfg: RunConfig, force: bool = False) -> dict:
     "Teacher, pre-distill and naive/mixed students before and after the overwrite; one run record."
-    from knife_repro.models import load_seq2seq
+    from knife_repro.models import load_lm
     if cfg.method not in METHODS: raise ValueError(f"method={cfg.method!r}: not one of {METHODS}")
     if cfg.dataset != "instructions": raise ValueError(f"dataset={cfg.dataset!r}: cd_instructions runs on 'instructions'")
     loss, decoding = cfg.flags.get("loss", "sampled"), cfg.flags.get("decoding", "sample")
@@ -109,15 +110,14 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
     rng = random.Random(f"instructions/{cfg.seed}")
     timings, t0 = {}, time.perf_counter()
     with timed(timings, "load_s"):
-        model, tok = load_seq2seq(s.model, seed=cfg.seed, **({"tokenizer": s.tokenizer} if s.tokenizer else {}))
+        model, tok = load_lm(s.model, seed=cfg.seed, **({"tokenizer": s.tokenizer} if s.tokenizer else {}))
     pad = tok.pad_token_id
     if s.pretrain_steps:
         with timed(timings, "pretrain_s"):
             data = []
             for _ in range(s.pretrain_steps * s.pretrain_batch):
                 t = rng.choice(list(TASKS)); x = sample_input(rng, rng.choice(list(VOCAB)))
-                xi = tok(teacher_prompt(t, x)).input_ids
-                data.append({"input_ids": xi, "attention_mask": [1] * len(xi), "labels": tok(answer(t, x)).input_ids})
+                data.append(supervised_row(tok, teacher_prompt(t, x), answer(t, x), is_causal(model)))
             train({"student": model}, _lm_loss, data, cfg.replace(batch_size=s.pretrain_batch, lr=s.pretrain_lr, epochs=1,
                   max_steps=-1, scheduler="constant", warmup_ratio=0.02), collate=lambda e: pad_collate(e, pad_id=pad),
                   opts=TrainOptions(log_steps=50))

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from .core import RunConfig
 
 # %% auto #0
-__all__ = ['LOSSES', 'EXPERIMENTS', 'METHODS', 'Operation', 'freeze', 'token_kl', 'encode_view', 'encode_example',
-           'answer_logits', 'teacher_views', 'make_loss', 'generate', 'teacher_labels', 'distill', 'simultaneous',
-           'sequential', 'run']
+__all__ = ['LOSSES', 'EXPERIMENTS', 'METHODS', 'Operation', 'freeze', 'token_kl', 'encode_view', 'is_causal', 'supervised_row',
+           'encode_example', 'answer_logits', 'teacher_views', 'make_loss', 'generate', 'teacher_labels', 'distill',
+           'simultaneous', 'sequential', 'run']
 
 # %% ../nbs/23_context_distillation.ipynb #e9879489
 @dataclass
@@ -83,6 +83,19 @@ def encode_view(tok, prompt: str, prefix: str, answer_ids: Sequence[int], causal
     return {"input_ids": p, "attention_mask": [1] * len(p), "decoder_ids": pre + ans,
             "answer_mask": [0] * len(pre) + [1] * len(ans)}
 
+def is_causal(model) -> bool:
+    "True for a decoder-only LM: every function here reads the model's kind when `causal` is left as None."
+    return not getattr(model.config, "is_encoder_decoder", False)
+
+def supervised_row(tok, prompt: str, target: str, causal: bool) -> dict:
+    "A plain supervised example (prompt -> target + EOS): seq2seq input/labels, or causal prompt + target with labels on the target."
+    y = _ids(tok, target) + [tok.eos_token_id]
+    if causal:
+        p = _ids(tok, prompt)           # as `encode_view` and `generate` see a causal prompt: no special tokens
+        return {"input_ids": p + y, "attention_mask": [1] * (len(p) + len(y)), "labels": [-100] * len(p) + y}
+    x = tok(prompt).input_ids
+    return {"input_ids": x, "attention_mask": [1] * len(x), "labels": y}
+
 def encode_example(tok, student_prompt: str, teacher_prompts: str | Sequence[str], prefixes: str | Sequence[str],
                    answer: str, causal: bool = False, max_prompt_len: int = 1024) -> dict:
     "A distillation example: the student view `s_*` and one teacher view per teacher prompt (`t0_*`, ...)."
@@ -132,10 +145,11 @@ def make_loss(kind: str = "sampled", causal: bool = False, n_samples: int = 100,
 
 # %% ../nbs/23_context_distillation.ipynb #91f695ac
 @torch.no_grad()
-def generate(model, tok, prompts: Sequence[str], causal: bool = False, decoding: str = "greedy",
+def generate(model, tok, prompts: Sequence[str], causal: bool | None = None, decoding: str = "greedy",
              max_new_tokens: int = 64, batch_size: int = 64, max_prompt_len: int = 1024, seed: int = 0) -> list[str]:
-    "Generations (without the prompt) of a seq2seq or causal model, greedy or sampled."
+    "Generations (without the prompt) of a seq2seq or causal model (`causal=None`: read off the model), greedy or sampled."
     if decoding not in ("greedy", "sample"): raise ValueError(f"decoding={decoding!r}: 'greedy' or 'sample'")
+    causal = is_causal(model) if causal is None else causal
     model.eval()
     dev = next(model.parameters()).device
     torch.manual_seed(seed)
@@ -155,10 +169,11 @@ def generate(model, tok, prompts: Sequence[str], causal: bool = False, decoding:
         tok.padding_side, tok.truncation_side = old_side, old_trunc
     return outs
 
-def teacher_labels(model, tok, op: Operation, inputs: Sequence, causal: bool = False, decoding: str = "sample",
+def teacher_labels(model, tok, op: Operation, inputs: Sequence, causal: bool | None = None, decoding: str = "sample",
                    max_new_tokens: int = 64, batch_size: int = 64, max_prompt_len: int = 1024, seed: int = 0,
                    n_teacher_prompts: int = 1) -> tuple[list[dict], dict]:
     "Distillation examples from the frozen teacher's generations, and counts (kept, malformed)."
+    causal = is_causal(model) if causal is None else causal
     tp = [[op.teacher_template(x) if n_teacher_prompts == 1 else op.teacher_template((x, j)) for j in range(n_teacher_prompts)]
           for x in inputs]
     ys = generate(model, tok, [p[0] for p in tp], causal, decoding, max_new_tokens, batch_size, max_prompt_len, seed)
@@ -171,10 +186,11 @@ def teacher_labels(model, tok, op: Operation, inputs: Sequence, causal: bool = F
     return out, {"kept": len(out), "malformed": bad, "n": len(ys)}
 
 # %% ../nbs/23_context_distillation.ipynb #dd7dca4c
-def distill(student, teacher, examples: Sequence[dict], cfg: RunConfig, loss: str = "sampled", causal: bool = False,
+def distill(student, teacher, examples: Sequence[dict], cfg: RunConfig, loss: str = "sampled", causal: bool | None = None,
             n_samples: int = 100, top_k: int = 20, pad_id: int = 0, opts=None):
     "Train `student` towards the frozen `teacher` on distillation examples with the engine."
     from knife_repro.training import TrainOptions, pad_collate, train
+    causal = is_causal(student) if causal is None else causal
     if any(p.requires_grad for p in teacher.parameters()):
         raise ValueError("the teacher must be frozen (use freeze(model))")
     lengths = [len(e["s_input_ids"]) + len(e.get("s_decoder_ids", ())) for e in examples]

@@ -11,13 +11,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .baselines import score_choices, seq2seq_lm_loss
+from .baselines import causal_target_ids, is_causal, lm_loss, lm_row, prompt_ids, score_choices
 from .core import RunConfig, seed_everything
 from .training import TrainOptions, train
 
 # %% auto #0
-__all__ = ['VIEWS', 'FAITHFULNESS', 'las', 'simulator_input', 'train_simulator', 'simulate', 'las_eval', 'perturb_ids',
-           'perturb_text', 'rationale_faithfulness']
+__all__ = ['VIEWS', 'FAITHFULNESS', 'las', 'simulator_input', 'encode_simulator', 'train_simulator', 'simulate', 'las_eval',
+           'perturb_ids', 'perturb_text', 'rationale_faithfulness']
 
 # %% ../nbs/08_faithfulness.ipynb #be810b51
 def _las(y, sx, se, sxe) -> tuple[float, float, float, float]:
@@ -57,28 +57,35 @@ def simulator_input(question: str, rationale: str, choices: Sequence[str], view:
         parts.append("choices: " + " ".join(f"({chr(65 + i)}) {c}" for i, c in enumerate(choices)))
     return " ".join(parts)
 
+def encode_simulator(tok, rows: Sequence[dict], max_source_len: int = 512, max_target_len: int = 64,
+                     causal: bool = False) -> list[dict]:
+    "One training row per row and view, target = the predicted answer (causal: prompt + target, loss on the target)."
+    data = []
+    for r in rows:
+        a = r["choices"][r["y_hat"]]
+        y = causal_target_ids(tok, a, max_target_len) if causal else \
+            tok(a, truncation=True, max_length=max_target_len).input_ids
+        for v in VIEWS:
+            x = prompt_ids(tok, simulator_input(r["question"], r["rationale"], r["choices"], v), causal, max_source_len)
+            data.append(lm_row(x, y, causal))
+    return data
+
 def train_simulator(rows: Sequence[dict], cfg: RunConfig, model: str = "tiny-t5", epochs: int = 3,
                     lr: float = 3e-3, batch_size: int = 16):
-    "Train a simulator on rows {question, rationale, choices, y_hat} (all three views); returns (model, tok, result)."
-    from knife_repro.models import load_seq2seq
+    "Train a simulator (seq2seq or causal) on rows {question, rationale, choices, y_hat}, all views; (model, tok, result)."
+    from knife_repro.models import load_lm
     rows = [r for r in rows if r["y_hat"] is not None]
     if not rows: raise ValueError("train_simulator: no row has a valid y_hat")
     seed_everything(cfg.seed)
-    sim, tok = load_seq2seq(model, seed=cfg.seed)
-    data = []
-    for r in rows:
-        y = tok(r["choices"][r["y_hat"]], truncation=True, max_length=cfg.max_target_len).input_ids
-        for v in VIEWS:
-            x = tok(simulator_input(r["question"], r["rationale"], r["choices"], v),
-                    truncation=True, max_length=cfg.max_source_len).input_ids
-            data.append({"input_ids": x, "attention_mask": [1] * len(x), "labels": y})
+    sim, tok = load_lm(model, seed=cfg.seed)
+    data = encode_simulator(tok, rows, cfg.max_source_len, cfg.max_target_len, causal=is_causal(sim))
     scfg = cfg.replace(lr=lr, epochs=epochs, batch_size=batch_size, warmup_ratio=0.0,
                        early_stopping_patience=0, max_steps=-1)
-    res = train({"model": sim}, seq2seq_lm_loss, data, scfg, opts=TrainOptions(progress=False))
+    res = train({"model": sim}, lm_loss, data, scfg, opts=TrainOptions(progress=False))
     return sim, tok, res
 
 def simulate(sim, tok, rows: Sequence[dict], view: str, max_source_len: int = 512) -> list[int]:
-    "The simulator's choice for each row under one view."
+    "The simulator's choice for each row under one view (seq2seq or causal: `score_choices` handles both)."
     inputs = [simulator_input(r["question"], r["rationale"], r["choices"], view) for r in rows]
     scores = score_choices(sim, tok, inputs, [r["choices"] for r in rows], max_source_len=max_source_len)
     return [int(np.argmax(s)) for s in scores]

@@ -349,10 +349,16 @@ def load_pretrained_preset(name: str, **config):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     folder = pretrained_cache_dir(name)
     if not _cache_ok(folder):
-        if folder.exists():
-            warnings.warn(f"{folder}: incomplete or corrupted cache of {name!r} (weights fail their sha256 "
-                          "check); rebuilding it from the GGUF")
-        _build_cache(name, folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+            try:
+                import fcntl; fcntl.flock(lock, fcntl.LOCK_EX)   # one builder at a time (parallel test workers)
+            except ImportError: pass
+            if not _cache_ok(folder):                             # built by another process while we waited?
+                if folder.exists():
+                    warnings.warn(f"{folder}: incomplete or corrupted cache of {name!r} (weights fail their sha256 "
+                                  "check); rebuilding it from the GGUF")
+                _build_cache(name, folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **config)
     tok = AutoTokenizer.from_pretrained(folder)
     if tok.pad_token is None: tok.pad_token = tok.eos_token

@@ -13,7 +13,8 @@ from typing import Sequence
 
 import torch
 
-from .baselines import ANSWER_CUE, eval_splits, parse_answer, score_choices, subsample
+from .baselines import (ANSWER_CUE, CAUSAL_SEP, causal_prompt_ids, eval_splits, generate, is_causal, lm_row,
+                                   parse_answer, prompt_ids, score_choices, subsample)
 from .core import ConfigError, RunConfig, data_path, find_run, seed_everything, timed, write_run_record
 from .faithfulness import FAITHFULNESS, las_eval, perturb_ids
 from .metrics import accuracy
@@ -186,16 +187,18 @@ def student_prefix(rationale: str, kind: str = "factual", tags: bool = True) -> 
     "The decoder text before the answer: `[kind] R So the answer is`."
     return " ".join(p for p in ([f"[{kind}]"] if tags else []) + [rationale.strip(), ANSWER_CUE] if p)
 
-def prefix_ids(tok, rationale: str, kind: str = "factual", tags: bool = True, room: int = 128) -> list[int]:
-    "Ids of `[kind] R So the answer is` in at most `room` tokens: only the rationale R is cut, never the tag or cue."
-    ids = lambda t: tok(t, add_special_tokens=False).input_ids
+def prefix_ids(tok, rationale: str, kind: str = "factual", tags: bool = True, room: int = 128,
+               causal: bool = False) -> list[int]:
+    "Ids of `[kind] R So the answer is` (`causal`: after a space) in at most `room` tokens: only R is cut, never tag or cue."
+    lead = " " if causal else ""   # a causal target follows `CAUSAL_SEP` after a space, as in `causal_target_ids`
+    ids = lambda t: tok(lead + t, add_special_tokens=False).input_ids
     pre = ids(student_prefix(rationale, kind, tags))
     if len(pre) <= room: return pre
     fixed = len(ids(student_prefix("", kind, tags)))
     if fixed > room:
         raise ValueError(f"max_target_len leaves {room} tokens before the answer; the tag and "
                          f"'{ANSWER_CUE}' alone need {fixed}")
-    r = ids(rationale.strip())
+    r = tok(rationale.strip(), add_special_tokens=False).input_ids
     keep = min(len(r), room - fixed)
     while True:   # a cut rationale can re-tokenise differently inside the prefix: shorten until it fits
         pre = ids(student_prefix(tok.decode(r[:keep], skip_special_tokens=True), kind, tags))
@@ -203,25 +206,29 @@ def prefix_ids(tok, rationale: str, kind: str = "factual", tags: bool = True, ro
         keep -= 1
 
 def encode_student(tok, ex: dict, rationale: str, answer: int, kind: str = "factual", tags: bool = True,
-                   max_source_len: int = 128, max_target_len: int = 128, start: int = 0) -> dict:
+                   max_source_len: int = 128, max_target_len: int = 128, start: int = 0, causal: bool = False) -> dict:
     "Token ids of one example (a long R is cut, never cue or answer); counterfactual labels are -100 but on answer and EOS."
     if kind not in ("factual", "counterfactual"): raise ValueError(f"kind={kind!r}")
-    x = tok(student_input(ex, kind, tags), truncation=True, max_length=max_source_len).input_ids
     ans = tok(" " + ex["choices"][answer], add_special_tokens=False).input_ids + [tok.eos_token_id]
-    pre = prefix_ids(tok, rationale, kind, tags, max_target_len - len(ans))
+    pre = prefix_ids(tok, rationale, kind, tags, max_target_len - len(ans), causal)
     seq = pre + ans
-    labels = seq if kind == "factual" else [-100] * len(pre) + ans
-    return {"input_ids": x, "attention_mask": [1] * len(x), "decoder_input_ids": [start] + seq[:-1], "labels": labels}
+    x = prompt_ids(tok, student_input(ex, kind, tags), causal, max_source_len)   # causal: input + CAUSAL_SEP
+    row = lm_row(x, seq, causal)                                                  # causal: x + seq, no loss on x
+    if kind == "counterfactual": row["labels"] = row["labels"][:-len(seq)] + [-100] * len(pre) + ans
+    if not causal: row["decoder_input_ids"] = [start] + seq[:-1]
+    return row
 
 def scott_loss(alpha: float = 0.5):
     "The loss function for the engine: (1 - alpha) factual CE + alpha counterfactual CE (when the batch has one)."
     def loss_fn(models, batch):
         m = models["student"]
-        lf = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-               decoder_input_ids=batch["decoder_input_ids"], labels=batch["labels"]).loss
+        def ce(p: str = ""):   # token-mean CE on `labels`; a causal LM shifts them itself and has no decoder input
+            dec = {} if is_causal(m) else {"decoder_input_ids": batch[f"{p}decoder_input_ids"]}
+            return m(input_ids=batch[f"{p}input_ids"], attention_mask=batch[f"{p}attention_mask"],
+                     labels=batch[f"{p}labels"], **dec).loss
+        lf = ce()
         if "cf_input_ids" not in batch or alpha == 0: return lf, {"loss_factual": lf.detach()}
-        lc = m(input_ids=batch["cf_input_ids"], attention_mask=batch["cf_attention_mask"],
-               decoder_input_ids=batch["cf_decoder_input_ids"], labels=batch["cf_labels"]).loss
+        lc = ce("cf_")
         return (1 - alpha) * lf + alpha * lc, {"loss_factual": lf.detach(), "loss_counterfactual": lc.detach()}
     return loss_fn
 
@@ -235,19 +242,25 @@ def pair_counterfactuals(factual: Sequence[dict], counterfactual: Sequence[dict]
 @torch.no_grad()
 def student_generate(model, tok, examples: Sequence[dict], tags: bool = True, max_new_tokens: int = 128,
                      batch_size: int = 32, max_source_len: int = 128) -> list[dict]:
-    "Greedy generations with the forced `[factual]` prefix: [{text, rationale, pred}] per example."
+    "Greedy generations after a forced `[factual]` (decoder prefix, or end of a causal prompt): [{text, rationale, pred}]."
     model.eval()
     dev = next(model.parameters()).device
-    start = model.config.decoder_start_token_id
-    forced = [start] + (tok("[factual]", add_special_tokens=False).input_ids if tags else [])
+    causal = is_causal(model)
+    tag = tok((" " if causal else "") + "[factual]", add_special_tokens=False).input_ids if tags else []
     out = []
     for s in range(0, len(examples), batch_size):
         chunk = examples[s:s + batch_size]
-        b = tok([student_input(e, "factual", tags) for e in chunk], padding=True, truncation=True,
-                max_length=max_source_len, return_tensors="pt").to(dev)
-        dec = torch.tensor([forced] * len(chunk), device=dev)
-        g = model.generate(**b, decoder_input_ids=dec, max_new_tokens=max_new_tokens, do_sample=False)
-        for e, t in zip(chunk, tok.batch_decode(g, skip_special_tokens=True)):
+        inputs = [student_input(e, "factual", tags) for e in chunk]
+        if causal:   # the tag ends the prompt; the QA layer's `generate` returns the new text only
+            new = generate(model, tok, [causal_prompt_ids(tok, t, max_source_len) + tag for t in inputs],
+                           max_new_tokens=max_new_tokens, batch_size=batch_size)
+            texts = [" ".join(p for p in (["[factual]"] if tags else []) + [t] if p) for t in new]
+        else:
+            b = tok(inputs, padding=True, truncation=True, max_length=max_source_len, return_tensors="pt").to(dev)
+            dec = torch.tensor([[model.config.decoder_start_token_id] + tag] * len(chunk), device=dev)
+            g = model.generate(**b, decoder_input_ids=dec, max_new_tokens=max_new_tokens, do_sample=False)
+            texts = tok.batch_decode(g, skip_special_tokens=True)
+        for e, t in zip(chunk, texts):
             body = t.strip()
             if tags and body.startswith("[factual]"): body = body[len("[factual]"):]
             out.append({"text": t, "rationale": body.split(ANSWER_CUE)[0].strip(),
@@ -256,7 +269,7 @@ def student_generate(model, tok, examples: Sequence[dict], tags: bool = True, ma
 
 def forced_rationale_preds(model, tok, examples: Sequence[dict], rationales: Sequence[str], tags: bool = True,
                            max_source_len: int = 128) -> list[int]:
-    "The highest-scoring choice after forcing `[factual] R So the answer is` as the decoder prefix."
+    "The highest-scoring choice after forcing `[factual] R So the answer is` (decoder prefix, or after a causal prompt)."
     inputs = [student_input(e, "factual", tags) for e in examples]
     scores = score_choices(model, tok, inputs, [e["choices"] for e in examples],
                            prefixes=[student_prefix(r, "factual", tags) for r in rationales],
@@ -323,7 +336,7 @@ def _teacher_rationales(examples, f: dict, cfg: RunConfig, split: str, tmodel, c
 def run(cfg: RunConfig, force: bool = False) -> dict:
     "One complete SCOTT run (teacher rationales, student training, evaluation); writes and returns its run record."
     from knife_repro.data import load as load_data
-    from knife_repro.models import load_causal, load_seq2seq
+    from knife_repro.models import load_causal, load_lm
     if cfg.method not in METHODS: raise ConfigError(f"method={cfg.method!r}: SCOTT handles {METHODS}")
     f = scott_flags(cfg)
     if not force and (rec := find_run(cfg)): return rec
@@ -353,9 +366,12 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
             Rcf = {}
     missing = len(tr) - sum(e["id"] in R["train"] for e in tr)
     if missing: notes.append(f"{missing} training questions have no {src} rationale and were left out")
-    student, tok = load_seq2seq(cfg.model, seed=cfg.seed)
-    start = student.config.decoder_start_token_id
-    enc = lambda e, r, a, k: encode_student(tok, e, r, a, k, f["tags"], cfg.max_source_len, cfg.max_target_len, start)
+    student, tok = load_lm(cfg.model, seed=cfg.seed)
+    causal = is_causal(student)
+    start = None if causal else student.config.decoder_start_token_id
+    enc = lambda e, r, a, k: encode_student(tok, e, r, a, k, f["tags"], cfg.max_source_len, cfg.max_target_len, start,
+                                            causal)
+    if causal: notes.append(f"decoder-only student: prompt = student input + {CAUSAL_SEP!r}, target after it")
     fact = [enc(e, R["train"][e["id"]], e["answer"], "factual") for e in tr if e["id"] in R["train"]]
     cf = [enc(e, Rcf[e["id"]], wrong_answer(e, cfg.seed), "counterfactual") for e in tr if e["id"] in Rcf]
     data = pair_counterfactuals(fact, cf, cfg.seed)

@@ -153,3 +153,30 @@ def test_token_id_prompts_and_sampling(kind):
     torch.manual_seed(0)
     s = generate(m, tok, ids, max_new_tokens=4, do_sample=True, top_k=50, num_return_sequences=3)
     assert len(s) == 6
+
+
+def test_baseline_trains_the_pretrained_causal_student(tmp_path):
+    "FT I→O on smollm2-135m end to end (one step, a few examples): the pipeline, not a number."
+    from knife_repro.core import RunConfig
+    cfg = RunConfig(method="ft_io", dataset="openbookqa", model="smollm2-135m", scale="smoke", epochs=1, batch_size=4,
+                    lr=1e-5, max_train_samples=4, max_eval_samples=4, max_source_len=96, max_target_len=16,
+                    output_dir=str(tmp_path))
+    rec = run_baseline(cfg)
+    assert rec["metrics"]["n"] == 4 and rec["timings"]["optimizer_steps"] == 1
+    assert rec["metrics"]["invalid_generate"] < 1      # the pretrained model writes answers that parse
+
+
+def test_shared_context_scoring_matches_plain_forward_on_the_pretrained_lm(smollm2):
+    "Llama/SmolLM2 path: the KV-cache-shared scores equal one unpadded forward pass per (prompt, choice) row."
+    m, tok = smollm2
+    inputs = ["question: Which is frozen water?", "question: What do bees make? Think of the hive and the flowers."]
+    choices = [["steam", "ice", "liquid water"], ["honey", "glass"]]
+    got = score_choices(m, tok, inputs, choices, prefixes=["It is", "Bees make"], eos=False, batch_size=3)
+    for i, (x, cs) in enumerate(zip(inputs, choices)):
+        ctx = causal_prompt_ids(tok, x) + tok(" " + ["It is", "Bees make"][i], add_special_tokens=False).input_ids
+        for k, c in enumerate(cs):
+            ci = tok(" " + c, add_special_tokens=False).input_ids
+            with torch.no_grad():
+                lp = torch.log_softmax(m(input_ids=torch.tensor([ctx + ci])).logits[0].float(), -1)
+            want = sum(lp[len(ctx) - 1 + t, ci[t]].item() for t in range(len(ci)))
+            assert got[i][k] == pytest.approx(want, abs=2e-3), (i, k)

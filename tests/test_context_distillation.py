@@ -155,3 +155,67 @@ def test_bad_parameters_name_the_parameter():
     with pytest.raises(ValueError, match="distribution="):
         from knife_repro.cd_instructions import raw_inputs
         raw_inputs(None, "sort", 3, "uniform")
+
+
+# --- decoder-only students: one code path, the model's kind decides ---------------------------
+
+def test_supervised_row_puts_labels_on_the_target_only():
+    _, tok = load_causal("tiny-gpt2", seed=0)
+    row = cd.supervised_row(tok, "Q: 12+34=", "46", causal=True)
+    p = tok("Q: 12+34=", add_special_tokens=False).input_ids
+    y = tok("46", add_special_tokens=False).input_ids + [tok.eos_token_id]
+    assert row["input_ids"] == p + y and row["labels"] == [-100] * len(p) + y
+    _, ttok = load_seq2seq("tiny-t5", seed=0, tokenizer="byte")
+    s = cd.supervised_row(ttok, "Q: 12+34=", "46", causal=False)       # seq2seq: the rows the kit always built
+    assert s["input_ids"] == ttok("Q: 12+34=").input_ids and s["labels"] == ttok("46", add_special_tokens=False).input_ids + [ttok.eos_token_id]
+
+
+def test_kind_is_read_off_the_model(t5):
+    g, gtok = load_causal("tiny-gpt2", seed=0)
+    assert cd.is_causal(g) and not cd.is_causal(t5[0])
+    # left as None, `generate` treats the GPT-2 as causal: it returns only new text, never the prompt
+    out = cd.generate(g, gtok, ["Q: 12+34="], max_new_tokens=3)
+    assert out == cd.generate(g, gtok, ["Q: 12+34="], causal=True, max_new_tokens=3)
+
+
+def _tiny(monkeypatch, module, **changes):
+    from dataclasses import replace
+    monkeypatch.setitem(module.SCALES, "smoke", replace(module.SCALES["smoke"], **changes))
+
+
+def test_cd_addition_runs_with_the_pretrained_causal_student(smollm2, tmp_path, monkeypatch):
+    import knife_repro.cd_addition as cda
+    _tiny(monkeypatch, cda, pretrain_steps=0, n_scratch=4, teacher_steps=1, teacher_batch=4, distill_per_round=4,
+          distill_batch=4, n_test=4, gen_batch=4)
+    cfg = RunConfig(method="cd_addition", dataset="addition", model="smollm2-135m", scale="smoke",
+                    output_dir=str(tmp_path), flags={"baselines": False})
+    rec = cd.run(cfg)
+    assert rec["config"]["model"] == "smollm2-135m" and rec["metrics"]["details"]["teacher"]["n"] == 4
+    assert 0 <= rec["metrics"]["post_distill"] <= 1
+
+
+def test_cd_instructions_runs_with_the_pretrained_causal_student(smollm2, tmp_path, monkeypatch):
+    import knife_repro.cd_instructions as cdi
+    _tiny(monkeypatch, cdi, pretrain_steps=0, n_per_op=2, distill_batch=4, n_eval=2)
+    # a pipeline check: two of the tasks and short generations (a pretrained LM rarely stops early by itself)
+    monkeypatch.setattr(cdi, "TASKS", dict(list(cdi.TASKS.items())[:2]))
+    monkeypatch.setattr(cdi, "_gen", lambda model, tok, prompts: [o.strip() for o in cdi.generate(model, tok, prompts, max_new_tokens=6)])
+    monkeypatch.setattr(cdi, "teacher_labels", lambda *a, **k: cd.teacher_labels(*a, **{**k, "max_new_tokens": 6}))
+    cfg = RunConfig(method="cd_instructions", dataset="instructions", model="smollm2-135m", scale="smoke",
+                    output_dir=str(tmp_path))
+    rec = cd.run(cfg)
+    assert "naive_student2_correct" in rec["metrics"] and rec["config"]["model"] == "smollm2-135m"
+
+
+def test_cd_spider_runs_with_the_pretrained_causal_student(smollm2, tmp_path, monkeypatch):
+    import knife_repro.cd_spider as cds
+    from knife_repro.core import DataNotFoundError
+    from knife_repro.data import load as load_data
+    from knife_repro.data import DataError
+    try: load_data("spider", split="validation", require_db=True)
+    except (DataNotFoundError, DataError) as e: pytest.skip(f"SPIDER databases not available: {e}")
+    _tiny(monkeypatch, cds, n_dbs=1, n_raw=2, max_eval_per_db=2, batch=2, max_prompt_len=384, max_new_tokens=12)
+    cfg = RunConfig(method="cd_spider", dataset="spider", model="smollm2-135m", scale="smoke",
+                    output_dir=str(tmp_path), flags={"k": 2})
+    rec = cd.run(cfg)
+    assert rec["config"]["model"] == "smollm2-135m" and "post_distill" in " ".join(rec["metrics"])

@@ -103,3 +103,43 @@ def test_iro_forced_own_rationale_is_the_headline_scoring():
     assert "perturbed_accuracy" not in m2
     with pytest.raises(ValueError, match="writes no rationale"):
         baseline_faithfulness(model, tok, cfg.replace(method="ft_io"), exs, exs)
+
+
+# --- decoder-only simulators --------------------------------------------------------------
+
+def test_causal_simulator_rows_put_labels_on_the_target_only():
+    from knife_repro.faithfulness import VIEWS, encode_simulator
+    from knife_repro.models import load_causal
+    _, tok = load_causal("tiny-gpt2")
+    rows = [{"question": "Is 41 bigger than 17?", "rationale": "41 is more than 17.", "choices": ["yes", "no"], "y_hat": 0},
+            {"question": "Q?", "rationale": "E.", "choices": ["red", "green", "blue"], "y_hat": 2}]
+    data = encode_simulator(tok, rows, max_source_len=512, max_target_len=16, causal=True)
+    assert len(data) == len(rows) * len(VIEWS)
+    sep = tok("\nAnswer:", add_special_tokens=False).input_ids
+    for i, d in enumerate(data):
+        r, v = rows[i // 3], VIEWS[i % 3]
+        prompt = tok(simulator_input(r["question"], r["rationale"], r["choices"], v)).input_ids + sep
+        target = tok(" " + r["choices"][r["y_hat"]], add_special_tokens=False).input_ids + [tok.eos_token_id]
+        assert d["input_ids"] == prompt + target and d["labels"] == [-100] * len(prompt) + target
+        assert d["attention_mask"] == [1] * len(d["input_ids"])
+    cut = encode_simulator(tok, rows[:1], max_source_len=len(sep) + 3, max_target_len=16, causal=True)
+    for d, v in zip(cut, VIEWS):                          # a long input is cut before the separator, never the target
+        x = tok(simulator_input(rows[0]["question"], rows[0]["rationale"], rows[0]["choices"], v)).input_ids
+        assert d["input_ids"][:len(sep) + 3] == x[:3] + sep and d["labels"].count(-100) == len(sep) + 3
+        assert d["labels"][-1] == tok.eos_token_id
+
+
+def test_causal_simulator_trains_and_simulates():
+    from knife_repro.baselines import is_causal
+    from knife_repro.core import RunConfig
+    from knife_repro.faithfulness import las_eval, simulate, train_simulator
+    cfg = RunConfig(method="x", dataset="toy", seed=0, scale="smoke", max_source_len=48, max_target_len=8)
+    rows = [{**e, "rationale": f"the coin shows {e['choices'][e['answer']]}", "y_hat": e["answer"]} for e in _coin(24)]
+    sim, tok, res = train_simulator(rows + [{**rows[0], "y_hat": None}], cfg, "tiny-gpt2", epochs=2, batch_size=8)
+    assert is_causal(sim) and res.state.step == 2 * 9       # 72 sequences (3 views x 24 rows; the None row dropped)
+    for v in ("x", "e", "xe"):
+        p = simulate(sim, tok, rows, v, cfg.max_source_len)
+        assert len(p) == len(rows) and set(p) <= {0, 1}
+    out = las_eval(rows, rows + [{**rows[0], "y_hat": None}], cfg, "tiny-gpt2", n_boot=20, epochs=1)
+    assert out["n"] == 24 and out["n_skipped"] == 1 and 0 <= out["sim_xe_accuracy"] <= 1
+    assert -100 <= out["las"] <= 100

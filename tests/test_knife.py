@@ -562,3 +562,15 @@ def test_causal_mechanism_on_pretrained_smollm2(smollm2):
     assert torch.equal(lp2, lp1) and torch.equal(h2, h1)
     lp1n, _, task_n = answer_outputs(S, ids, seg, False)
     assert not torch.allclose(answer_outputs(S, ids2, seg, False, force=task_n)[0], lp1n)
+
+
+def test_knife_run_on_pretrained_smollm2(tmp_path):
+    "`run` end to end with the pretrained causal preset as teacher and student, on a few toy questions (a pipeline check)."
+    from knife_repro.data import load as load_data
+    from knife_repro.knife import run
+    dd = load_data("toy", n_train=8, n_eval=4)
+    rec = run(RunConfig.from_params(method="knife", dataset="toy", model="smollm2-135m", seed=0, scale="smoke",
+                                    output_dir=str(tmp_path), lr=1e-5, batch_size=8, epochs=1, max_train_samples=8,
+                                    max_eval_samples=4, max_source_len=48, max_target_len=8), dd=dd)
+    assert rec["teacher_run"] and rec["metrics"]["n"] == 4 and 0 <= rec["metrics"]["accuracy"] <= 1
+    assert any("decoder-only" in n for n in rec["notes"])

@@ -159,3 +159,159 @@ def test_bad_flags_name_the_parameter():
     with pytest.raises(ConfigError, match="colour"):
         scott_flags(cfg(colour="red"))
     assert scott_flags(cfg(counterfactual="true", rationales="cd_wrong"))["counterfactual"] is True
+
+
+# --- decoder-only students ----------------------------------------------------------------
+
+from knife_repro.baselines import CAUSAL_SEP
+from knife_repro.scott import student_generate, student_input
+from knife_repro.training import pad_collate
+
+
+def _ids(tok, text):
+    return tok(text, add_special_tokens=False).input_ids
+
+
+@pytest.mark.parametrize("kind", ["factual", "counterfactual"])
+def test_causal_rows_put_labels_exactly_where_expected(gpt2, kind):
+    _, tok = gpt2
+    ex = EXS[0]                                            # gold "no"; the counterfactual rationalises "yes"
+    answer = 1 if kind == "factual" else 0
+    row = encode_student(tok, ex, "Pears are less dense than water.", answer, kind, causal=True)
+    prompt = tok(f"[{kind}] Would a pear sink in water?").input_ids + _ids(tok, "\nAnswer:")
+    tag = _ids(tok, f" [{kind}]")
+    body = _ids(tok, f" [{kind}] Pears are less dense than water. So the answer is")
+    ans = _ids(tok, " " + ex["choices"][answer]) + [tok.eos_token_id]
+    assert body[:len(tag)] == tag                          # the target starts with the tag
+    assert row["input_ids"] == prompt + body + ans and row["attention_mask"] == [1] * len(row["input_ids"])
+    assert "decoder_input_ids" not in row
+    if kind == "factual":
+        assert row["labels"] == [-100] * len(prompt) + body + ans
+    else:                                                  # the tag and R' carry no loss either
+        assert row["labels"] == [-100] * (len(prompt) + len(body)) + ans
+
+
+@pytest.mark.parametrize("kind", ["factual", "counterfactual"])
+@pytest.mark.parametrize("max_source_len,max_target_len", [(16, 18), (24, 32), (128, 48)])
+def test_causal_long_rationale_is_cut_never_cue_or_answer(gpt2, kind, max_source_len, max_target_len):
+    _, tok = gpt2
+    ex = {**EXS[2], "question": " ".join([EXS[2]["question"]] * 20)}   # the prompt must be cut too
+    rationale = " ".join(f"fact{i} pears \x07float bankbankbank on water" for i in range(60))
+    row = encode_student(tok, ex, rationale, 1, kind, max_source_len=max_source_len, max_target_len=max_target_len,
+                         causal=True)
+    sep = _ids(tok, "\nAnswer:")
+    n_prompt = max_source_len                              # a long question fills the prompt exactly
+    prompt, target = row["input_ids"][:n_prompt], row["input_ids"][n_prompt:]
+    assert prompt == tok(f"[{kind}] {ex['question']}").input_ids[:n_prompt - len(sep)] + sep
+    tag = _ids(tok, f" [{kind}]")
+    tail = _ids(tok, " So the answer is no") + [tok.eos_token_id]
+    assert target[:len(tag)] == tag and target[-len(tail):] == tail
+    assert max_target_len - 3 <= len(target) <= max_target_len and len(target) > len(tag) + len(tail)
+    assert row["labels"][:n_prompt] == [-100] * n_prompt
+    ans = _ids(tok, " no") + [tok.eos_token_id]
+    if kind == "factual":
+        assert row["labels"][n_prompt:] == target
+    else:
+        assert row["labels"][n_prompt:] == [-100] * (len(target) - len(ans)) + ans
+
+
+def _nll(model, ids: list[int], labels: list[int]) -> tuple[float, int]:
+    "(sum, count) of -log P(ids[t] | ids[:t]) over labelled t, one unpadded forward per prefix: the definition."
+    tot, n = 0.0, 0
+    with torch.no_grad():
+        for t, lab in enumerate(labels):
+            if lab == -100: continue
+            assert lab == ids[t]
+            logits = model(input_ids=torch.tensor([ids[:t]])).logits[0, -1]
+            tot -= torch.log_softmax(logits.double(), -1)[lab].item(); n += 1
+    return tot, n
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 0.25])
+def test_causal_scott_loss_is_mean_target_token_nll(gpt2, alpha):
+    m, tok = gpt2
+    fact = [encode_student(tok, EXS[i], r, EXS[i]["answer"], "factual", causal=True)
+            for i, r in ((0, "Pears float."), (3, "Napoleon led the French campaign in Egypt and Syria."))]
+    cf = [encode_student(tok, EXS[i], r, 1 - EXS[i]["answer"], "counterfactual", causal=True)
+          for i, r in ((1, "The sky is green at noon."), (4, "Cats lay eggs."))]
+    batch = pad_collate([{**f, **{f"cf_{k}": v for k, v in c.items()}} for f, c in zip(fact, cf)],
+                        pad_id=tok.pad_token_id)
+    assert len({len(f["input_ids"]) for f in fact}) > 1    # right padding is exercised
+    with torch.no_grad():
+        loss, parts = scott_loss(alpha)({"student": m}, batch)
+    mean = lambda rows: (lambda s: sum(x[0] for x in s) / sum(x[1] for x in s))([_nll(m, r["input_ids"], r["labels"])
+                                                                                  for r in rows])
+    lf, lc = mean(fact), mean(cf)
+    assert parts["loss_factual"].item() == pytest.approx(lf, abs=1e-4)
+    want = lf if alpha == 0 else (1 - alpha) * lf + alpha * lc
+    assert loss.item() == pytest.approx(want, abs=1e-4)
+    if alpha: assert parts["loss_counterfactual"].item() == pytest.approx(lc, abs=1e-4)
+
+
+@pytest.mark.parametrize("tags", [True, False])
+def test_causal_generation_continues_after_the_forced_tag(gpt2, tags):
+    m, tok = gpt2
+    exs = [EXS[1], EXS[3]]                                 # different prompt lengths: left padding is exercised
+    got = student_generate(m, tok, exs, tags=tags, max_new_tokens=6, batch_size=2)
+    for e, g in zip(exs, got):
+        ids = tok(student_input(e, "factual", tags)).input_ids + _ids(tok, CAUSAL_SEP)
+        forced = _ids(tok, " [factual]") if tags else []
+        ids, new = ids + forced, []
+        with torch.no_grad():                              # greedy by hand, one unpadded forward per token
+            for _ in range(6):
+                t = int(m(input_ids=torch.tensor([ids])).logits[0, -1].argmax())
+                if t == tok.eos_token_id: break
+                ids.append(t); new.append(t)
+        cont = tok.decode(new, skip_special_tokens=True).strip()
+        assert new and g["text"] == (f"[factual] {cont}" if tags else cont)
+        assert g["text"].startswith("[factual]") == tags
+        assert set(g) == {"text", "rationale", "pred"}
+
+
+def _smoke_cfg(tmp_path, **kw):
+    from knife_repro.scott import scott_config
+    base = dict(dataset="strategyqa", teacher="tiny-gpt2", rationales="cd_wrong", counterfactual=True,
+                output_dir=str(tmp_path), sim_epochs=1, n_boot=20)
+    return scott_config("smoke", **{**base, **kw})
+
+
+def _check_record(rec, n_test):
+    import math
+    m = rec["metrics"]
+    assert m["n"] == n_test and 0 <= m["accuracy"] <= 1 and 0 <= m["invalid"] <= 1
+    assert {"oracle_accuracy", "own_rationale_accuracy", "perturbed_accuracy"} <= set(m)
+    assert ("las" in m) or any("LAS not computed" in n for n in rec["notes"])
+    assert any("decoder-only student" in n for n in rec["notes"])
+    losses = [h[k] for h in rec["history"] for k in ("loss", "loss_factual", "loss_counterfactual") if k in h]
+    assert losses and all(math.isfinite(x) for x in losses)
+    assert rec["examples"] and all(x["output"].startswith("[factual]") for x in rec["examples"])
+
+
+def test_run_with_a_tiny_causal_student_end_to_end(tmp_path):
+    from knife_repro.scott import run
+    rec = run(_smoke_cfg(tmp_path, model="tiny-gpt2", epochs=2, max_train_samples=16, max_eval_samples=8,
+                         max_target_len=24, simulator="tiny-gpt2"))
+    _check_record(rec, 8)
+    assert any("loss_counterfactual" in h for h in rec["history"])
+
+
+@pytest.mark.slow
+def test_run_with_pretrained_smollm2_student(tmp_path):
+    "SmolLM2-135M as the SCOTT student: 8 questions, one optimiser step, short lengths (the pipeline, not a result)."
+    from knife_repro.scott import run
+    rec = run(_smoke_cfg(tmp_path, model="smollm2-135m", lr=1e-5, max_steps=1, batch_size=8, max_train_samples=8,
+                         max_eval_samples=4, max_source_len=48, max_target_len=24, max_rationale_tokens=8))
+    _check_record(rec, 4)
+
+
+@pytest.mark.slow
+def test_contrastive_decoding_with_pretrained_smollm2_teacher(smollm2):
+    "SmolLM2 (Llama, its own tokenizer) as the CD teacher: batched left-padded decoding = two separate KV caches."
+    m, tok = smollm2
+    tpl = load_prompt("strategyqa")
+    exs = [EXS[0], EXS[3]]                                 # prompts of different lengths
+    P = [teacher_prompt(tpl, e, e["answer"]) for e in exs]
+    N = [teacher_prompt(tpl, e, wrong_answer(e)) for e in exs]
+    batched = contrastive_decode(m, tok, P, N, max_new_tokens=4, stop_ids=[])
+    seq = [contrastive_decode_reference(m, tok, p, n, max_new_tokens=4, stop_ids=[]) for p, n in zip(P, N)]
+    assert batched == seq and all(len(b) == 4 for b in batched)
