@@ -13,10 +13,11 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from .baselines import is_causal, lm_row   # the QA layer's: one test of a model's kind, one row packer
 from .core import RunConfig
 
 # %% auto #0
-__all__ = ['LOSSES', 'EXPERIMENTS', 'METHODS', 'Operation', 'freeze', 'token_kl', 'encode_view', 'is_causal', 'supervised_row',
+__all__ = ['LOSSES', 'EXPERIMENTS', 'METHODS', 'Operation', 'freeze', 'token_kl', 'encode_view', 'supervised_row',
            'encode_example', 'answer_logits', 'teacher_views', 'make_loss', 'generate', 'teacher_labels', 'distill',
            'simultaneous', 'sequential', 'run']
 
@@ -83,18 +84,10 @@ def encode_view(tok, prompt: str, prefix: str, answer_ids: Sequence[int], causal
     return {"input_ids": p, "attention_mask": [1] * len(p), "decoder_ids": pre + ans,
             "answer_mask": [0] * len(pre) + [1] * len(ans)}
 
-def is_causal(model) -> bool:
-    "True for a decoder-only LM: every function here reads the model's kind when `causal` is left as None."
-    return not getattr(model.config, "is_encoder_decoder", False)
-
 def supervised_row(tok, prompt: str, target: str, causal: bool) -> dict:
     "A plain supervised example (prompt -> target + EOS): seq2seq input/labels, or causal prompt + target with labels on the target."
-    y = _ids(tok, target) + [tok.eos_token_id]
-    if causal:
-        p = _ids(tok, prompt)           # as `encode_view` and `generate` see a causal prompt: no special tokens
-        return {"input_ids": p + y, "attention_mask": [1] * (len(p) + len(y)), "labels": [-100] * len(p) + y}
-    x = tok(prompt).input_ids
-    return {"input_ids": x, "attention_mask": [1] * len(x), "labels": y}
+    # a causal prompt without special tokens, as `encode_view` and `generate` see it
+    return lm_row(_ids(tok, prompt) if causal else tok(prompt).input_ids, _ids(tok, target) + [tok.eos_token_id], causal)
 
 def encode_example(tok, student_prompt: str, teacher_prompts: str | Sequence[str], prefixes: str | Sequence[str],
                    answer: str, causal: bool = False, max_prompt_len: int = 1024) -> dict:
