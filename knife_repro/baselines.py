@@ -11,16 +11,19 @@ from typing import Sequence
 
 import torch
 
-from .core import RunConfig, find_run, seed_everything, timed, write_run_record
+from dataclasses import dataclass, field
+
+from .core import (CPU_BUDGET, ConfigError, MethodConfig, RunConfig, find_run, seed_everything, timed,
+                              write_run_record)
 from .metrics import accuracy, normalize_answer
 from .training import TrainOptions, causal_lm_loss, pad_collate, train
 
 # %% auto #0
 __all__ = ['BASELINES', 'ZERO_SHOT', 'METHODS', 'ANSWER_CUE', 'EXPLANATION_CUE', 'CAUSAL_SEP', 'seq2seq_lm_loss', 'SMOKE_CAPS',
-           'WRITES_RATIONALE', 'rationale_of', 'format_input', 'format_target', 'parse_answer', 'is_causal',
-           'causal_prompt_ids', 'causal_target_ids', 'prompt_ids', 'lm_row', 'score_choices', 'generate', 'predict',
-           'evaluate_qa', 'encode_examples', 'lm_loss', 'subsample', 'caps', 'eval_splits', 'run_baseline',
-           'run_zero_shot', 'run', 'baseline_faithfulness']
+           'BASELINE_PRESETS', 'CONFIG', 'WRITES_RATIONALE', 'rationale_of', 'format_input', 'format_target',
+           'parse_answer', 'is_causal', 'causal_prompt_ids', 'causal_target_ids', 'prompt_ids', 'lm_row',
+           'score_choices', 'generate', 'predict', 'evaluate_qa', 'encode_examples', 'lm_loss', 'subsample', 'caps',
+           'eval_splits', 'dev_cap', 'run_baseline', 'run_zero_shot', 'run', 'BaselineConfig', 'baseline_faithfulness']
 
 # %% ../nbs/03_baselines.ipynb #eacf6936
 BASELINES = {"ft_io": "I→O", "ft_ior": "I→OR", "ft_iro": "I→RO", "ft_ir_o": "IR→O"}
@@ -264,11 +267,15 @@ def caps(cfg: RunConfig) -> tuple[int, int]:
     return (cfg.max_train_samples if cfg.max_train_samples > 0 else (SMOKE_CAPS["max_train_samples"] if smoke else -1),
             cfg.max_eval_samples if cfg.max_eval_samples > 0 else (SMOKE_CAPS["max_eval_samples"] if smoke else -1))
 
-def eval_splits(dd) -> tuple[str, str]:
-    "(model-selection split, reported split) of a DatasetDict."
+def eval_splits(dd, report: str = "test") -> tuple[str, str]:
+    "(model-selection split, reported split) of a DatasetDict; `report='validation'` reports the selection split."
     sel = "validation" if "validation" in dd else "test"
-    rep = "test" if "test" in dd and all(a >= 0 for a in dd["test"]["answer"][:50]) else sel
+    rep = "test" if report == "test" and "test" in dd and all(a >= 0 for a in dd["test"]["answer"][:50]) else sel
     return sel, rep
+
+def dev_cap(cfg: RunConfig, n_eval: int) -> int:
+    "The selection split's cap: `max_dev_samples` when set, else the eval cap."
+    return cfg.max_dev_samples if cfg.max_dev_samples > 0 else n_eval
 
 def run_baseline(cfg: RunConfig, dd=None, force: bool = False) -> dict:
     "Train and evaluate one fine-tuning baseline; returns its run record (skips a finished run)."
@@ -284,9 +291,9 @@ def run_baseline(cfg: RunConfig, dd=None, force: bool = False) -> dict:
         dd = dd if dd is not None else load_data(cfg.dataset, **cfg.flags.get("data_options", {}))
         model, tok = load_lm(cfg.model, seed=cfg.seed)
     n_tr, n_ev = caps(cfg)
-    sel, rep = eval_splits(dd)
+    sel, rep = eval_splits(dd, cfg.report_split)
     tr = subsample(dd["train"], n_tr, cfg.train_fraction, cfg.seed)
-    dev = subsample(dd[sel], n_ev, 1.0, cfg.seed)
+    dev = subsample(dd[sel], dev_cap(cfg, n_ev), 1.0, cfg.seed)
     test = subsample(dd[rep], n_ev, 1.0, cfg.seed)
     kw = dict(max_source_len=cfg.max_source_len, length_norm=bool(cfg.flags.get("length_norm", False)))
     data = encode_examples(tok, tr, cfg.method, rs, cfg.max_source_len, cfg.max_target_len, causal=is_causal(model))
@@ -328,7 +335,7 @@ def run_zero_shot(cfg: RunConfig, dd=None, force: bool = False) -> dict:
         dd = dd if dd is not None else load_data(cfg.dataset, **cfg.flags.get("data_options", {}))
         model, tok = load_lm(cfg.model, seed=cfg.seed)
     _, n_ev = caps(cfg)
-    _, rep = eval_splits(dd)
+    _, rep = eval_splits(dd, cfg.report_split)
     test = subsample(dd[rep], n_ev, 1.0, cfg.seed)
     fmt = "ft_ir_o" if cfg.flags.get("with_rationale", False) else "ft_io"
     ln = bool(cfg.flags.get("length_norm", True))
@@ -351,6 +358,42 @@ def run_zero_shot(cfg: RunConfig, dd=None, force: bool = False) -> dict:
 def run(cfg: RunConfig, force: bool = False) -> dict:
     "The uniform entry point of a method module: a baseline run, or a zero-shot evaluation."
     return (run_zero_shot if cfg.method == ZERO_SHOT else run_baseline)(cfg, force=force)
+
+# %% ../nbs/03_baselines.ipynb #be6906e0
+BASELINE_PRESETS = {
+    "smoke": dict(model="tiny-t5", lr=3e-3, batch_size=16, epochs=2, max_train_samples=128, max_eval_samples=64,
+                  max_source_len=192, max_target_len=24),
+    "cpu": dict(CPU_BUDGET, length_norm=True),
+    "paper": dict(model="t5-base", lr=1e-4, batch_size=8, grad_accum=2, epochs=10, early_stopping_patience=3,
+                  max_source_len=512, max_target_len=32),
+}
+_COMMON = ("length_norm", "data_options")
+
+@dataclass
+class BaselineConfig(MethodConfig):
+    "Settings of the FT baselines and of zero-shot scoring."
+    length_norm: bool = False       # score a choice by its mean token log-likelihood (True) or the sum
+    rationale_source: str = "human" # I→OR, I→RO, IR→O: the human rationale, or the first LLM one ("llm")
+    faithfulness: bool = False      # I→OR, I→RO: also LAS and perturbed-rationale accuracy
+    with_rationale: bool = False    # zero-shot: the gold rationale in the input (IR→O's prompt)
+    data_options: dict = field(default_factory=dict)   # keyword arguments of the dataset's loader
+    methods = METHODS
+    method_fields = {"ft_io": _COMMON, "ft_ir_o": (*_COMMON, "rationale_source"),
+                     "ft_ior": (*_COMMON, "rationale_source", "faithfulness"),
+                     "ft_iro": (*_COMMON, "rationale_source", "faithfulness"), ZERO_SHOT: (*_COMMON, "with_rationale")}
+    presets = BASELINE_PRESETS
+
+    @classmethod
+    def preset(cls, scale: str, method: str) -> dict:
+        return super().preset(scale, method) | ({"length_norm": True} if method == ZERO_SHOT else {})
+
+    def check(self, method: str) -> None:
+        if self.rationale_source not in ("human", "llm"):
+            raise ConfigError(f"rationale_source={self.rationale_source!r}: must be 'human' or 'llm'")
+        if not isinstance(self.data_options, dict):
+            raise ConfigError(f"data_options={self.data_options!r}: must be a mapping")
+
+CONFIG = BaselineConfig
 
 # %% ../nbs/03_baselines.ipynb #bc0193eb
 WRITES_RATIONALE = ("ft_iro", "ft_ior")

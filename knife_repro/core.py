@@ -19,13 +19,13 @@ import time
 from dataclasses import dataclass, field, asdict
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 # %% auto #0
-__all__ = ['PROJECT_ROOT', 'RESULTS_DIR', 'RUNS_DIR', 'CACHE_DIR', 'DATASET_DIRS', 'SCALES', 'DataNotFoundError',
-           'data_candidates', 'data_root', 'data_path', 'seed_everything', 'ConfigError', 'RunConfig',
-           'library_versions', 'git_commit', 'atomic_write_json', 'run_record_path', 'find_run', 'is_main_process',
-           'write_run_record', 'timed']
+__all__ = ['PROJECT_ROOT', 'RESULTS_DIR', 'RUNS_DIR', 'CACHE_DIR', 'DATASET_DIRS', 'SCALES', 'METHOD_MODULES', 'CPU_BUDGET',
+           'DataNotFoundError', 'data_candidates', 'data_root', 'data_path', 'seed_everything', 'ConfigError',
+           'method_config', 'RunConfig', 'MethodConfig', 'flags_changed', 'library_versions', 'git_commit',
+           'atomic_write_json', 'run_record_path', 'find_run', 'is_main_process', 'write_run_record', 'timed']
 
 # %% ../nbs/00_core.ipynb #12acb2c4
 def _find_root() -> Path:
@@ -98,6 +98,22 @@ SCALES = ("smoke", "cpu", "paper")
 class ConfigError(ValueError):
     "A bad run parameter; the message names the parameter."
 
+METHOD_MODULES = ("knife_repro.baselines", "knife_repro.knife", "knife_repro.kard", "knife_repro.scott",
+                  "knife_repro.context_distillation")   # imported only when asked for
+_CONFIGS: dict[str, type] = {}      # method name -> its MethodConfig subclass, registered when the class is defined
+_SCANNED: list[bool] = []           # non-empty once every method module has been imported
+
+def method_config(method: str) -> type | None:
+    "The MethodConfig subclass that serves `method` (importing the method modules if needed), or None."
+    if method not in _CONFIGS and not _SCANNED:
+        import importlib
+        for path in METHOD_MODULES:
+            try: importlib.import_module(path)
+            except ModuleNotFoundError as e:
+                if e.name != path: raise
+        _SCANNED.append(True)
+    return _CONFIGS.get(method)
+
 @dataclass
 class RunConfig:
     "Everything that identifies a run. Its hash is the run id."
@@ -121,7 +137,9 @@ class RunConfig:
     max_target_len: int = 64
     max_train_samples: int = -1             # -1: all
     max_eval_samples: int = -1
+    max_dev_samples: int = -1               # the selection split's cap; -1: as max_eval_samples
     train_fraction: float = 1.0             # low-resource settings
+    report_split: str = "test"              # test | validation (runs that choose settings report validation)
     output_dir: str = "results"             # relative paths are under the project root
     flags: dict = field(default_factory=dict)  # method-specific settings
 
@@ -130,6 +148,8 @@ class RunConfig:
 
     def __post_init__(self):
         self.validate()
+        if (cls := method_config(self.method)) is not None:   # the method's own settings, every one filled in
+            self.flags = cls.complete(self.method, self.flags)
 
     def validate(self) -> "RunConfig":
         if self.scale not in SCALES:
@@ -149,6 +169,8 @@ class RunConfig:
             raise ConfigError(f"warmup_ratio={self.warmup_ratio!r}: must be in [0, 1)")
         if not isinstance(self.flags, dict):
             raise ConfigError(f"flags={self.flags!r}: must be a dict")
+        if self.report_split not in ("test", "validation"):
+            raise ConfigError(f"report_split={self.report_split!r}: must be 'test' or 'validation'")
         return self
 
     @classmethod
@@ -206,9 +228,83 @@ def _coerce(name: str, v: Any, typ: str) -> Any:
         if typ == "str":
             if not isinstance(v, (str, int, float)) or isinstance(v, bool): raise ValueError
             return str(v)
+        if typ == "bool":
+            if not isinstance(v, bool): raise ValueError
+            return v
     except (TypeError, ValueError):
         raise ConfigError(f"parameter {name}={v!r}: expected {typ}") from None
     return v
+
+# %% ../nbs/00_core.ipynb #12e6a74f
+CPU_BUDGET = dict(model="smollm2-135m", optimizer="adamw", lr=3e-5, weight_decay=0.0, scheduler="linear",
+                  warmup_ratio=0.06, batch_size=8, grad_accum=1, epochs=1, max_grad_norm=1.0, max_train_samples=600,
+                  max_eval_samples=-1, max_dev_samples=200, max_source_len=256, max_target_len=48)
+
+@dataclass
+class MethodConfig:
+    "A method module's own settings (a run's `flags`), typed, with per-scale presets; `resolve` makes the RunConfig."
+    methods: ClassVar[tuple[str, ...]] = ()           # the method names this config serves
+    variants: ClassVar[dict[str, dict]] = {}          # method -> own fields it fixes
+    method_fields: ClassVar[dict[str, tuple]] = {}    # method -> its own fields (default: every field)
+    presets: ClassVar[dict[str, dict]] = {}           # scale -> RunConfig fields and own fields
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        _CONFIGS.update({m: cls for m in cls.__dict__.get("methods", ())})
+
+    def check(self, method: str) -> None:
+        "Raise ConfigError for a bad value (subclasses)."
+
+    @classmethod
+    def complete(cls, method: str, flags: dict) -> dict:
+        "`flags` with the method's own fields that are missing filled in (defaults, then the variant's values)."
+        d = cls.defaults()
+        return {**{k: d[k] for k in cls.own_fields(method)}, **cls.variants.get(method, {}), **flags}
+
+    @classmethod
+    def own_fields(cls, method: str) -> tuple[str, ...]:
+        return tuple(cls.method_fields.get(method, [f.name for f in dataclasses.fields(cls)]))
+
+    @classmethod
+    def preset(cls, scale: str, method: str) -> dict:
+        "The scale's preset for `method` (subclasses may vary it by method)."
+        return dict(cls.presets.get(scale, {}))
+
+    @classmethod
+    def resolve(cls, lenient: bool = False, **params) -> RunConfig:
+        "The RunConfig of `params` over the scale's preset, with every own field typed and filled in."
+        params = {**(params.pop("flags", None) or {}), **params}
+        params = {k: v for k, v in params.items() if v is not None}
+        method = params.get("method")
+        if method not in cls.methods:
+            raise ConfigError(f"method={method!r}: not one of {cls.__name__}'s methods ({', '.join(cls.methods)})")
+        scale = params.get("scale", "smoke")
+        if scale not in SCALES: raise ConfigError(f"scale={scale!r}: must be one of {SCALES}")
+        merged = {**cls.preset(scale, method), **params}
+        common, own = set(RunConfig.field_names()) - {"flags"}, cls.own_fields(method)
+        other = sorted(set(merged) - common - set(own))
+        if other and not lenient:
+            raise ConfigError(f"{', '.join(other)}: not a parameter of method={method!r}; "
+                              f"its own: {', '.join(own) or 'none'}; common: see RunConfig")
+        for k, v in cls.variants.get(method, {}).items():
+            if k in params and params[k] != v and not lenient:   # lenient: the variant's value wins
+                raise ConfigError(f"{k}={params[k]!r} contradicts method={method!r} (which sets {k}={v!r})")
+        mine = {k: v for k, v in merged.items() if k in own} | cls.variants.get(method, {})
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        obj = cls(**{k: _coerce(k, v, types[k]) for k, v in mine.items()})
+        obj.check(method)
+        return RunConfig.from_params(**{k: v for k, v in merged.items() if k in common},
+                                     flags={k: getattr(obj, k) for k in own})
+
+    @classmethod
+    def defaults(cls) -> dict:
+        return asdict(cls())
+
+def flags_changed(method: str, flags: dict) -> dict:
+    "The flags of a run that differ from its method's defaults (all of them for a method without a MethodConfig)."
+    cls = method_config(method)
+    d = cls.complete(method, {}) if cls else {}
+    return {k: v for k, v in flags.items() if k not in d or d[k] != v}
 
 # %% ../nbs/00_core.ipynb #9e93fbed
 def library_versions() -> dict[str, str]:

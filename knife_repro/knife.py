@@ -17,20 +17,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .baselines import CAUSAL_SEP, caps, causal_target_ids, eval_splits, is_causal, rationale_of, subsample
-from .core import CACHE_DIR, ConfigError, RunConfig, find_run, seed_everything, timed, write_run_record
+from dataclasses import asdict, dataclass, field
+
+from .baselines import (BASELINE_PRESETS, CAUSAL_SEP, caps, causal_target_ids, dev_cap, eval_splits, is_causal,
+                                   rationale_of, subsample)
+from .core import (CACHE_DIR, ConfigError, MethodConfig, RunConfig, find_run, seed_everything, timed,
+                              write_run_record)
 from .metrics import accuracy
 from .training import TrainOptions, load_weights, pad_collate, save_weights, train
 
 # %% auto #0
-__all__ = ['SCORES', 'POSITIONS', 'KD', 'KD_OUT', 'KD_IN_LAYERS', 'METHODS', 'VARIANTS', 'DEFAULTS', 'TEACHER_FLAGS',
-           'STUDENT_INIT', 'PAD', 'FTR', 'TASK', 'ANSWER', 'LABELS', 'PAPER', 'task_text', 'encode_choices',
+__all__ = ['SCORES', 'POSITIONS', 'KD', 'KD_OUT', 'KD_IN_LAYERS', 'METHODS', 'VARIANTS', 'TEACHER_FLAGS', 'STUDENT_INIT',
+           'CONFIG', 'DEFAULTS', 'PAD', 'FTR', 'TASK', 'ANSWER', 'LABELS', 'PAPER', 'task_text', 'encode_choices',
            'choice_collate', 'ChoiceScorer', 'choice_logits', 'cross_mask_of', 'teacher_forward', 'student_forward',
            'masked_mse', 'choice_kl', 'teacher_targets', 'make_student_loss', 'make_teacher_loss', 'weights_hash',
            'data_hash', 'compute_teacher_states', 'teacher_cache_path', 'cached_teacher_states', 'predict_choices',
-           'evaluate_choices', 'resolve_flags', 'teacher_config', 'run', 'causal_task_text', 'encode_causal_choices',
-           'causal_collate', 'attention_allowed', 'causal_attention_mask', 'position_ids_of', 'causal_forward',
-           'causal_teacher_forward', 'causal_student_forward', 'label_of', 'results_table']
+           'evaluate_choices', 'KnifeConfig', 'resolve_flags', 'teacher_config', 'run', 'causal_task_text',
+           'encode_causal_choices', 'causal_collate', 'attention_allowed', 'causal_attention_mask', 'position_ids_of',
+           'causal_forward', 'causal_teacher_forward', 'causal_student_forward', 'label_of', 'results_table']
 
 # %% ../nbs/20_knife.ipynb #ac545d44
 def task_text(ex: dict, choice: str) -> str:
@@ -310,11 +314,48 @@ def evaluate_choices(scorer: ChoiceScorer, data: Sequence[dict], **kw) -> dict:
 METHODS = ("knife_teacher", "knife", "knife_in", "knife_out", "ft_teacher_init")
 VARIANTS = {"knife": {}, "knife_in": {"kd": "in"}, "knife_out": {"kd": "out"},
             "ft_teacher_init": {"kd": "none", "task_weight": 1.0, "student_init": "teacher"}}
-DEFAULTS = {"kd": "in+out", "task_weight": 0.0, "score": "loglik", "kd_out": "hidden", "bottleneck": True,
-            "cache_teacher": True, "student_init": "pretrained", "teacher_model": "", "rationale_source": "human",
-            "data_options": {}, "kd_in_layers": "last", "teacher_positions": "continue"}
 TEACHER_FLAGS = ("score", "bottleneck", "rationale_source", "data_options", "teacher_positions")
 STUDENT_INIT = ("pretrained", "teacher")
+
+@dataclass
+class KnifeConfig(MethodConfig):
+    "KNIFE's own settings, with the presets of the FT baselines it is compared with (`baselines.BASELINE_PRESETS`)."
+    kd: str = "in+out"               # in | out | in+out | none: which distillation losses
+    task_weight: float = 0.0         # weight of the gold-label cross-entropy in the student loss
+    score: str = "loglik"            # loglik | head: how a (question, choice) pair becomes a logit
+    kd_out: str = "hidden"           # hidden (decoder states, MSE) | kl (the teacher's choice distribution)
+    bottleneck: bool = True          # False: the teacher's answer also sees the FTR (ablation)
+    cache_teacher: bool = True       # False: recompute the frozen teacher's states at every step
+    student_init: str = "pretrained" # pretrained | teacher
+    teacher_model: str = ""          # empty: the student's model
+    rationale_source: str = "human"  # human | llm: the FTR
+    data_options: dict = field(default_factory=dict)
+    kd_in_layers: str = "last"       # last | all
+    teacher_positions: str = "continue"  # decoder-only: continue | shared
+    methods = METHODS
+    variants = {m: v for m, v in VARIANTS.items() if v}
+    method_fields = {"knife_teacher": TEACHER_FLAGS}
+    presets = {s: {k: v for k, v in p.items() if k != "length_norm"} for s, p in BASELINE_PRESETS.items()}
+
+    def check(self, method: str) -> None:
+        _check_flags(method, asdict(self))
+
+CONFIG = KnifeConfig
+DEFAULTS = KnifeConfig.defaults()
+
+def _check_flags(method: str, f: dict) -> dict:
+    if f["student_init"] not in STUDENT_INIT:
+        raise ConfigError(f"student_init={f['student_init']!r}: must be one of {STUDENT_INIT}")
+    for k in ("bottleneck", "cache_teacher"):
+        if not isinstance(f[k], bool): raise ConfigError(f"{k}={f[k]!r}: must be True or False")
+    try: f["task_weight"] = float(f["task_weight"])
+    except (TypeError, ValueError): raise ConfigError(f"task_weight={f['task_weight']!r}: expected a number") from None
+    if f["score"] not in SCORES: raise ConfigError(f"score={f['score']!r}: must be one of {SCORES}")
+    if f["teacher_positions"] not in POSITIONS:
+        raise ConfigError(f"teacher_positions={f['teacher_positions']!r}: must be one of {POSITIONS}")
+    if method != "knife_teacher":
+        make_student_loss(f["kd"], f["task_weight"], f["kd_out"], f["bottleneck"], f["kd_in_layers"])
+    return f
 
 def resolve_flags(cfg: RunConfig) -> dict:
     "The method's flags with defaults filled in; unknown flags and bad values raise ConfigError naming them."
@@ -326,26 +367,14 @@ def resolve_flags(cfg: RunConfig) -> dict:
     for k, v in preset.items():
         if k in cfg.flags and cfg.flags[k] != v:
             raise ConfigError(f"{k}={cfg.flags[k]!r} contradicts method={cfg.method!r} (which sets {k}={v!r})")
-    f = {**DEFAULTS, **preset, **cfg.flags}
-    if f["student_init"] not in STUDENT_INIT:
-        raise ConfigError(f"student_init={f['student_init']!r}: must be one of {STUDENT_INIT}")
-    for k in ("bottleneck", "cache_teacher"):
-        if not isinstance(f[k], bool): raise ConfigError(f"{k}={f[k]!r}: must be True or False")
-    try: f["task_weight"] = float(f["task_weight"])
-    except (TypeError, ValueError): raise ConfigError(f"task_weight={f['task_weight']!r}: expected a number") from None
-    if f["score"] not in SCORES: raise ConfigError(f"score={f['score']!r}: must be one of {SCORES}")
-    if f["teacher_positions"] not in POSITIONS:
-        raise ConfigError(f"teacher_positions={f['teacher_positions']!r}: must be one of {POSITIONS}")
-    if cfg.method != "knife_teacher":
-        make_student_loss(f["kd"], f["task_weight"], f["kd_out"], f["bottleneck"], f["kd_in_layers"])
-    return f
+    return _check_flags(cfg.method, {**DEFAULTS, **preset, **cfg.flags})
 
 def teacher_config(cfg: RunConfig) -> RunConfig:
-    "The `knife_teacher` run a student run distils from."
+    "The `knife_teacher` run a student run distils from: the student's data and budget, the teacher's own flags."
     f = resolve_flags(cfg)
-    d = {**cfg.to_dict(), "method": "knife_teacher", "model": f["teacher_model"] or cfg.model,
-         "flags": {k: cfg.flags[k] for k in TEACHER_FLAGS if k in cfg.flags}}
-    return RunConfig.from_params(**d)
+    common = {k: v for k, v in cfg.to_dict().items() if k != "flags"}
+    return KnifeConfig.resolve(**{**common, "method": "knife_teacher", "model": f["teacher_model"] or cfg.model},
+                               **{k: f[k] for k in TEACHER_FLAGS})
 
 def _weights_dir(cfg: RunConfig) -> Path:
     return cfg.out_path / "checkpoints" / cfg.run_id / "final"
@@ -355,9 +384,9 @@ def _encoded_splits(cfg: RunConfig, tok, f: dict, dd=None, causal: bool = False)
     from knife_repro.data import load as load_data
     dd = dd if dd is not None else load_data(cfg.dataset, **f["data_options"])
     n_tr, n_ev = caps(cfg)
-    sel, rep = eval_splits(dd)
+    sel, rep = eval_splits(dd, cfg.report_split)
     parts = {"train": subsample(dd["train"], n_tr, cfg.train_fraction, cfg.seed),
-             "dev": subsample(dd[sel], n_ev, 1.0, cfg.seed), "test": subsample(dd[rep], n_ev, 1.0, cfg.seed)}
+             "dev": subsample(dd[sel], dev_cap(cfg, n_ev), 1.0, cfg.seed), "test": subsample(dd[rep], n_ev, 1.0, cfg.seed)}
     enc = {k: [encode_choices(tok, e, f["rationale_source"], cfg.max_source_len, cfg.max_target_len, causal=causal)
                for e in v] for k, v in parts.items()}
     notes = [f"train: {len(parts['train'])} of {len(dd['train'])} (train_fraction={cfg.train_fraction}), "

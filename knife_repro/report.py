@@ -18,7 +18,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from .core import PROJECT_ROOT, RESULTS_DIR, RUNS_DIR
+from .core import PROJECT_ROOT, RESULTS_DIR, RUNS_DIR, flags_changed
 from .metrics import mean_std
 
 # %% auto #0
@@ -57,7 +57,7 @@ def record_row(rec: dict, name: str = "") -> dict:
     "One tidy row of a run record."
     cfg, flags = rec["config"], rec["config"].get("flags") or {}
     row = {"run_id": rec.get("run_id", name), **{k: cfg.get(k) for k in CONFIG_KEYS},
-           "flags": json.dumps(flags, sort_keys=True, default=str),
+           "flags": json.dumps(flags_changed(cfg.get("method", ""), flags), sort_keys=True, default=str),  # non-defaults
            "budget": json.dumps({k: v for k, v in cfg.items() if k not in NOT_BUDGET}, sort_keys=True, default=str)}
     row.update({f"flag.{k}": v for k, v in _flatten(flags).items()})
     for k, v in _flatten(rec["metrics"]).items():

@@ -15,15 +15,13 @@ from types import ModuleType
 
 import yaml
 
-from .core import ConfigError, RunConfig, is_main_process
+from .core import METHOD_MODULES, ConfigError, MethodConfig, RunConfig, find_run, is_main_process, method_config
 
 # %% auto #0
-__all__ = ['METHOD_MODULES', 'method_module', 'read_config_file', 'parse_overrides', 'config_from_args', 'main']
+__all__ = ['method_module', 'config_class', 'resolve_config', 'read_config_file', 'parse_overrides', 'config_from_args',
+           'dry_run', 'main']
 
 # %% ../nbs/05_train.ipynb #d0705186
-METHOD_MODULES = ("knife_repro.baselines", "knife_repro.knife", "knife_repro.kard", "knife_repro.scott",
-                  "knife_repro.context_distillation")
-
 def _modules():
     for path in METHOD_MODULES:
         try:
@@ -39,6 +37,21 @@ def method_module(name: str) -> ModuleType:
         if name in ms: return mod
         known += ms
     raise ConfigError(f"method={name!r}: unknown; known methods: {', '.join(known)}")
+
+# %% ../nbs/05_train.ipynb #20ed8dac
+def config_class(method: str) -> type[MethodConfig] | None:
+    "The MethodConfig subclass of `method` (a ConfigError for an unknown method), or None when its module has none."
+    method_module(method)
+    return method_config(method)
+
+def resolve_config(lenient: bool = False, **params) -> RunConfig:
+    "The RunConfig of `params`: the method's scale preset under them, its own settings typed and filled in."
+    method = params.get("method")
+    if not method: raise ConfigError("method: missing (e.g. method=ft_io)")
+    cls = config_class(method)
+    if cls is None:
+        return RunConfig.from_params(**{k: v for k, v in params.items() if v is not None})
+    return cls.resolve(lenient=lenient, **params)
 
 # %% ../nbs/05_train.ipynb #b0d2ea02
 def read_config_file(path: str | Path) -> dict:
@@ -70,14 +83,24 @@ def config_from_args(argv: list[str] | None = None) -> tuple[RunConfig, argparse
     ap.add_argument("--config", help="JSON or YAML file of parameters")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override parameters")
     ap.add_argument("--force", action="store_true", help="re-run even if the run record exists")
+    ap.add_argument("--dry-run", action="store_true", help="print the resolved config and run id; run nothing")
     args = ap.parse_args(argv)
     params = read_config_file(args.config) if args.config else {}
     params.update(parse_overrides(args.set))
-    return RunConfig.from_params(**params), args
+    return resolve_config(**params), args
+
+def dry_run(cfg: RunConfig) -> dict:
+    "What `--dry-run` prints: the run id, the resolved config, and the record if the run is done."
+    rec = find_run(cfg)
+    return {"run_id": cfg.run_id, "config": cfg.to_dict(), "done": rec is not None}
 
 def main(argv: list[str] | None = None) -> dict:
     "Entry point of `python -m knife_repro.train` (and of `accelerate launch -m knife_repro.train`)."
     cfg, args = config_from_args(argv)
+    if args.dry_run:
+        out = dry_run(cfg)
+        print(json.dumps(out, indent=2, default=str))
+        return out
     rec = method_module(cfg.method).run(cfg, force=args.force)
     if is_main_process():
         print(json.dumps({"run_id": cfg.run_id, "metrics": rec.get("metrics") if rec else None}, default=str))

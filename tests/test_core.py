@@ -20,7 +20,7 @@ def test_config_roundtrip_from_papermill_params():
               "lr": "1e-4", "batch_size": 16.0, "epochs": "10", "train_fraction": "0.1", "kd_in": True}
     cfg = RunConfig.from_params(**params)
     assert (cfg.seed, cfg.lr, cfg.batch_size, cfg.epochs, cfg.train_fraction) == (3, 1e-4, 16, 10, 0.1)
-    assert cfg.flags == {"kd_in": True}
+    assert cfg.flags["kd_in"] is True
     again = RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg and again.run_id == cfg.run_id
 

@@ -8,7 +8,7 @@ from knife_repro.core import ConfigError, RunConfig
 from knife_repro.knife import (ChoiceScorer, choice_collate, choice_kl, cross_mask_of, cached_teacher_states,
                                compute_teacher_states, encode_choices, make_student_loss, make_teacher_loss,
                                predict_choices, resolve_flags, student_forward, teacher_cache_path, teacher_config,
-                               teacher_forward)
+                               teacher_forward, DEFAULTS, TEACHER_FLAGS)
 from knife_repro.models import load_seq2seq
 
 EXS = [{"id": "1", "question": "Is 41 bigger than 17?", "choices": ["yes", "no"], "answer": 0,
@@ -223,7 +223,8 @@ def test_teacher_config_keeps_data_and_drops_student_flags():
                                 flags={"score": "head", "task_weight": 0.5})
     t = teacher_config(cfg)
     assert (t.method, t.dataset, t.seed, t.train_fraction, t.flags) == ("knife_teacher", "openbookqa", 3, 0.25,
-                                                                        {"score": "head"})
+                                                                        {**{k: DEFAULTS[k] for k in TEACHER_FLAGS},
+                                                                         "score": "head"})
     assert resolve_flags(RunConfig.from_params(method="ft_teacher_init"))["student_init"] == "teacher"
 
 

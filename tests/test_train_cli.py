@@ -11,7 +11,7 @@ from knife_repro.core import ConfigError
 from knife_repro.train import config_from_args, main, method_module, read_config_file
 
 BIN = Path(sys.executable).parent
-ARGS = ["method=ft_io", "dataset=toy", "epochs=1", "lr=3e-3", "batch_size=16"]
+ARGS = ["method=ft_io", "dataset=toy", "epochs=1", "lr=3e-3", "batch_size=16", "max_train_samples=256"]
 
 
 def test_config_file_and_overrides(tmp_path):
@@ -19,7 +19,7 @@ def test_config_file_and_overrides(tmp_path):
     f.write_text("method: ft_iro\ndataset: strategyqa\nlr: 1.0e-4\nflags: {rationale_source: llm}\n")
     cfg, _ = config_from_args(["--config", str(f), "--set", "seed=3", "train_fraction=0.5"])
     assert (cfg.method, cfg.seed, cfg.lr, cfg.train_fraction) == ("ft_iro", 3, 1e-4, 0.5)
-    assert cfg.flags == {"rationale_source": "llm"}
+    assert cfg.flags["rationale_source"] == "llm"
 
 
 def test_bad_inputs_name_the_problem(tmp_path):
