@@ -200,12 +200,11 @@ def generate(model, tok, inputs: Sequence[str | Sequence[int]], max_new_tokens: 
 # %% ../nbs/03_baselines.ipynb #f1413cc3
 def predict(model, tok, examples: Sequence[dict], method: str = "ft_io", mode: str = "score",
             rationale_source: str = "human", max_new_tokens: int = 64, length_norm: bool = False,
-            max_source_len: int = 512) -> dict:
-    "Predicted choice indices (`preds`, None = invalid) and generations (`texts`) for a baseline."
+            max_source_len: int = 512, texts: list[str] | None = None) -> dict:
+    "Predicted choice indices (`preds`, None = invalid) and generations (`texts`; given: reused, not regenerated)."
     inputs = [format_input(e, method, rationale_source) for e in examples]
     choices = [e["choices"] for e in examples]
-    texts = None
-    if mode == "generate" or method == "ft_iro":
+    if texts is None and (mode == "generate" or method == "ft_iro"):
         texts = generate(model, tok, inputs, max_new_tokens=max_new_tokens, max_source_len=max_source_len)
     if mode == "generate":
         preds = [parse_answer(t, c, method) for t, c in zip(texts, choices)]
@@ -280,7 +279,7 @@ def dev_cap(cfg: RunConfig, n_eval: int) -> int:
 def run_baseline(cfg: RunConfig, dd=None, force: bool = False) -> dict:
     "Train and evaluate one fine-tuning baseline; returns its run record (skips a finished run)."
     from knife_repro.data import load as load_data
-    from knife_repro.models import load_lm
+    from knife_repro.models import load_lm, n_params
     if cfg.method not in BASELINES:
         raise ValueError(f"method={cfg.method!r}: not a baseline ({', '.join(BASELINES)})")
     if not force and (rec := find_run(cfg)): return rec
@@ -304,13 +303,18 @@ def run_baseline(cfg: RunConfig, dd=None, force: bool = False) -> dict:
         res = train({"model": model}, lm_loss, data, cfg, eval_fn=eval_fn,
                     opts=TrainOptions(output_dir=out_dir, metric_for_best="accuracy", count_label_tokens=not is_causal(model)))
     with timed(timings, "eval_s"):
-        metrics = {}
-        for mode in ("score", "generate"):
-            m = evaluate_qa(model, tok, test, cfg.method, mode, rationale_source=rs,
-                            max_new_tokens=cfg.max_target_len, **kw)
+        metrics, golds, out = {}, [e["answer"] for e in test], {}
+        for mode in ("generate", "score"):   # one greedy generation serves both (I→RO scores after its own rationale)
+            out[mode] = predict(model, tok, test, cfg.method, mode, rationale_source=rs, max_new_tokens=cfg.max_target_len,
+                                texts=out["generate"]["texts"] if mode == "score" else None, **kw)
+            m = accuracy(out[mode]["preds"], golds) | {"invalid": sum(p is None for p in out[mode]["preds"]) / len(golds)}
             metrics.update({f"{k}_{mode}" if k != "n" else "n": v for k, v in m.items()})
         for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high"):   # the headline: prediction by scoring
             metrics[k] = metrics[f"{k}_score"]
+        metrics["params"] = n_params(model)
+    per_example = [{"id": e.get("id", str(i)), "gold": g, "pred": ps, "pred_generate": pg, "generation": t}
+                   for i, (e, g, ps, pg, t) in enumerate(zip(test, golds, out["score"]["preds"], out["generate"]["preds"],
+                                                             out["generate"]["texts"]))]
     notes = [f"selection split: {sel} ({len(dev)}), reported split: {rep} ({len(test)}), train: {len(tr)}"]
     if cfg.flags.get("faithfulness") and cfg.method in WRITES_RATIONALE:
         with timed(timings, "faithfulness_s"):
@@ -319,7 +323,7 @@ def run_baseline(cfg: RunConfig, dd=None, force: bool = False) -> dict:
     timings["tokens_per_s"] = round(res.tokens_per_s, 1)
     timings["processes"], timings["optimizer_steps"] = res.state.processes, res.state.step
     write_run_record(cfg, metrics, timings=timings, notes=notes, history=res.state.history,
-                     best_validation=res.best_metrics)
+                     best_validation=res.best_metrics, per_example=per_example)
     return find_run(cfg)
 
 # %% ../nbs/03_baselines.ipynb #b43775d1

@@ -238,7 +238,7 @@ def _coerce(name: str, v: Any, typ: str) -> Any:
 # %% ../nbs/00_core.ipynb #12e6a74f
 CPU_BUDGET = dict(model="smollm2-135m", optimizer="adamw", lr=3e-5, weight_decay=0.0, scheduler="linear",
                   warmup_ratio=0.06, batch_size=8, grad_accum=1, epochs=1, max_grad_norm=1.0, max_train_samples=600,
-                  max_eval_samples=-1, max_dev_samples=200, max_source_len=256, max_target_len=48)
+                  max_eval_samples=-1, max_dev_samples=200, max_source_len=256, max_target_len=128)
 
 @dataclass
 class MethodConfig:

@@ -292,8 +292,8 @@ def cached_teacher_states(teacher: ChoiceScorer, data: Sequence[dict], bottlenec
 # %% ../nbs/20_knife.ipynb #7220105f
 @torch.no_grad()
 def predict_choices(scorer: ChoiceScorer, data: Sequence[dict], teacher: bool = False, bottleneck: bool = True,
-                    batch_size: int = 32, pad_id: int = 0) -> list[int]:
-    "Index of the highest-scoring choice for each encoded example."
+                    batch_size: int = 32, pad_id: int = 0, logits: list | None = None) -> list[int]:
+    "Index of the highest-scoring choice for each encoded example (each one's choice logits appended to `logits`)."
     was = scorer.training; scorer.eval()
     dev = next(scorer.parameters()).device
     preds = []
@@ -303,12 +303,21 @@ def predict_choices(scorer: ChoiceScorer, data: Sequence[dict], teacher: bool = 
                                            for e in data[s:s + batch_size]], pad_id, scorer.causal).items()}
         out = teacher_forward(scorer, bt, bottleneck) if teacher else student_forward(scorer, bt)
         preds += out["choice_logits"].argmax(-1).tolist()
+        if logits is not None:
+            logits += [[round(float(v), 4) for v, ok in zip(r, m) if ok]
+                       for r, m in zip(out["choice_logits"], bt["choice_mask"])]
     scorer.train(was)
     return preds
 
-def evaluate_choices(scorer: ChoiceScorer, data: Sequence[dict], **kw) -> dict:
-    "Accuracy with a bootstrap CI."
-    return accuracy(predict_choices(scorer, data, **kw), [e["answer"] for e in data])
+def evaluate_choices(scorer: ChoiceScorer, data: Sequence[dict], per_example: list | None = None, **kw) -> dict:
+    "Accuracy with a bootstrap CI; with `per_example`, appends each example's id, gold, prediction and choice logits."
+    logits = [] if per_example is not None else None
+    preds = predict_choices(scorer, data, logits=logits, **kw)
+    golds = [e["answer"] for e in data]
+    if per_example is not None:
+        per_example += [{"id": e.get("id", str(i)), "gold": g, "pred": p, "logits": lg}
+                        for i, (e, g, p, lg) in enumerate(zip(data, golds, preds, logits))]
+    return accuracy(preds, golds)
 
 # %% ../nbs/20_knife.ipynb #78c2882c
 METHODS = ("knife_teacher", "knife", "knife_in", "knife_out", "ft_teacher_init")
@@ -388,7 +397,7 @@ def _encoded_splits(cfg: RunConfig, tok, f: dict, dd=None, causal: bool = False)
     parts = {"train": subsample(dd["train"], n_tr, cfg.train_fraction, cfg.seed),
              "dev": subsample(dd[sel], dev_cap(cfg, n_ev), 1.0, cfg.seed), "test": subsample(dd[rep], n_ev, 1.0, cfg.seed)}
     enc = {k: [encode_choices(tok, e, f["rationale_source"], cfg.max_source_len, cfg.max_target_len, causal=causal)
-               for e in v] for k, v in parts.items()}
+               | {"id": e.get("id", str(i))} for i, e in enumerate(v)] for k, v in parts.items()}
     notes = [f"train: {len(parts['train'])} of {len(dd['train'])} (train_fraction={cfg.train_fraction}), "
              f"selection split: {sel} ({len(parts['dev'])}), reported split: {rep} ({len(parts['test'])})"]
     if cfg.dataset == "strategyqa" and rep == "test":
@@ -400,11 +409,12 @@ def _lengths(data: Sequence[dict]) -> list[int]:
 
 def run(cfg: RunConfig, force: bool = False, dd=None) -> dict:
     "One complete KNIFE run (teacher or student); writes and returns its run record (skips a finished run)."
-    from knife_repro.models import load_lm
+    from knife_repro.models import load_lm, n_params
     f = resolve_flags(cfg)
     if not force and (rec := find_run(cfg)) and (cfg.method != "knife_teacher" or _weights_dir(cfg).is_dir()):
         return rec
     timings: dict = {}
+    per_example: list[dict] = []
     teacher_rec = None
     if cfg.method != "knife_teacher":
         tcfg = teacher_config(cfg)
@@ -431,7 +441,8 @@ def run(cfg: RunConfig, force: bool = False, dd=None) -> dict:
                         lengths=_lengths(data["train"]), eval_fn=eval_fn, opts=opts)
         save_weights({"model": model}, _weights_dir(cfg))
         with timed(timings, "eval_s"):
-            metrics = evaluate_choices(model, data["test"], teacher=True, bottleneck=f["bottleneck"], pad_id=pad)
+            metrics = evaluate_choices(model, data["test"], teacher=True, bottleneck=f["bottleneck"], pad_id=pad,
+                                       per_example=per_example)
             m2 = evaluate_choices(model, data["test"], teacher=False, pad_id=pad)
             metrics.update({f"{k}_no_ftr": v for k, v in m2.items() if k != "n"})
         notes.append("teacher accuracy reads the FTR at test time (an oracle); accuracy_no_ftr: task input only")
@@ -464,7 +475,7 @@ def run(cfg: RunConfig, force: bool = False, dd=None) -> dict:
             res = train(models, loss_fn, train_data, cfg, collate=collate, lengths=_lengths(data["train"]),
                         eval_fn=eval_fn, opts=opts)
         with timed(timings, "eval_s"):
-            metrics = evaluate_choices(model, data["test"], pad_id=pad)
+            metrics = evaluate_choices(model, data["test"], pad_id=pad, per_example=per_example)
         notes.append(f"teacher run: {teacher_rec['run_id']} (test accuracy with FTR "
                      f"{teacher_rec['metrics']['accuracy']:.3f})")
     notes.append(f"scoring: {f['score']}; KD-Out target: {f['kd_out']}; bottleneck: {f['bottleneck']}; "
@@ -473,9 +484,10 @@ def run(cfg: RunConfig, force: bool = False, dd=None) -> dict:
         notes.append(f"decoder-only: the teacher reads [FTR ; task ; answer] under a 4D mask (answers never attend "
                      f"to the FTR when bottleneck=True); teacher_positions={f['teacher_positions']}")
     timings["tokens_per_s"] = round(res.tokens_per_s, 1)
+    metrics |= {"params": n_params(lm), "chance": sum(1 / len(e["labels"]) for e in data["test"]) / len(data["test"])}
     write_run_record(cfg, metrics, timings=timings, notes=notes, history=res.state.history,
                      best_validation=res.best_metrics, resolved_flags=f,
-                     teacher_run=teacher_rec["run_id"] if teacher_rec else None)
+                     teacher_run=teacher_rec["run_id"] if teacher_rec else None, per_example=per_example)
     return find_run(cfg)
 
 # %% ../nbs/20_knife.ipynb #58988702
