@@ -57,11 +57,25 @@ def data_candidates() -> list[tuple[str, Path | None]]:
             ("project data/", PROJECT_ROOT / "data"),
             ("../shared/data", (PROJECT_ROOT.parent / "shared" / "data").resolve())]
 
+def _check_env_root(places: list[tuple[str, Path | None]]):
+    "Raise when `$KNIFE_REPRO_DATA` is set but names no folder, or a folder with no dataset folder."
+    (label, p), others = places[0], places[1:]
+    if p is None: return
+    if not p.is_dir(): why = "does not exist" if not p.exists() else "is not a folder"
+    elif not any((p / n).is_dir() for n in DATASET_DIRS): why = "holds none of " + "/".join(DATASET_DIRS)
+    else: return
+    raise DataNotFoundError(
+        f"KNIFE_REPRO_DATA is set to {p}, which {why}. Point it at a folder holding the dataset "
+        "folders (see data/MANIFEST.md), or unset it to use "
+        + " or ".join(f"{lab} = {q}" for lab, q in others) + ".")
+
 def data_root(dataset: str | None = None) -> Path:
     "The first data root holding `dataset` (or any known dataset when None)."
     names = [dataset] if dataset else list(DATASET_DIRS)
+    places = data_candidates()
+    _check_env_root(places)
     tried = []
-    for label, p in data_candidates():
+    for label, p in places:
         if p is None:
             tried.append(f"{label} (not set)")
             continue

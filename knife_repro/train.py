@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> dict:
     return rec
 
 if __name__ == "__main__" and not hasattr(builtins, "__IPYTHON__"):
-    try:
+    from knife_repro.models import ModelNotFoundError   # not a ConfigError: it is an OSError, kept so
+    try:                                                  # `except ValueError` around a simulator cannot hide it
         main()
-    except ConfigError as e:
+    except (ConfigError, ModelNotFoundError) as e:        # bad scale/parameter, unknown dataset or model
         sys.exit(f"error: {e}")

@@ -10,9 +10,11 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..core import ConfigError
+
 # %% auto #0
 __all__ = ['QA_COLUMNS', 'DATASETS', 'DataError', 'read_json', 'iter_jsonl', 'require', 'qa_features', 'qa_record', 'check_qa',
-           'dataset_dir', 'file_sha256', 'fetch', 'load', 'pick_splits']
+           'dataset_dir', 'file_sha256', 'fetch', 'UnknownDatasetError', 'load', 'pick_splits']
 
 # %% ../../nbs/09_data.ipynb #c5215e79
 class DataError(ValueError):
@@ -145,15 +147,18 @@ DATASETS: dict[str, str] = {  # name -> module that defines `load(**options) -> 
     "toy": "knife_repro.data.toy",
 }
 
+class UnknownDatasetError(DataError, ConfigError):
+    "A dataset name with no loader: a bad parameter, so also a `ConfigError`."
+
 def load(name: str, **options):
     "The `datasets.DatasetDict` of dataset `name` (see `DATASETS`)."
     if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+        raise UnknownDatasetError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
     try:
         mod = importlib.import_module(DATASETS[name])
     except ModuleNotFoundError as e:
         if e.name == DATASETS[name]:
-            raise DataError(f"dataset {name!r} has no loader module yet ({DATASETS[name]})") from None
+            raise UnknownDatasetError(f"dataset {name!r} has no loader module yet ({DATASETS[name]})") from None
         raise
     return mod.load(**options)
 
