@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 # %% auto #0
-__all__ = ['PROJECT_ROOT', 'RESULTS_DIR', 'RUNS_DIR', 'CACHE_DIR', 'DATASET_DIRS', 'SCALES', 'DataNotFoundError',
-           'data_candidates', 'data_root', 'data_path', 'seed_everything', 'ConfigError', 'RunConfig',
-           'library_versions', 'git_commit', 'atomic_write_json', 'run_record_path', 'find_run', 'is_main_process',
-           'write_run_record', 'timed']
+__all__ = ['PROJECT_ROOT', 'RESULTS_DIR', 'RUNS_DIR', 'CACHE_DIR', 'DATASET_DIRS', 'SCALES', 'RECORD_LOG_ENV',
+           'DataNotFoundError', 'data_candidates', 'data_root', 'data_path', 'seed_everything', 'ConfigError',
+           'RunConfig', 'library_versions', 'git_commit', 'atomic_write_json', 'note_record', 'run_record_path',
+           'find_run', 'is_main_process', 'write_run_record', 'timed']
 
 # %% ../nbs/00_core.ipynb #12acb2c4
 def _find_root() -> Path:
@@ -259,6 +259,15 @@ def atomic_write_json(path: Path, obj: Any) -> Path:
         raise
     return path
 
+RECORD_LOG_ENV = "KNIFE_REPRO_RECORD_LOG"
+
+def note_record(path: Path) -> Path:
+    "Append `path` to the file named by `$KNIFE_REPRO_RECORD_LOG` when it is set; returns `path`."
+    log = os.environ.get(RECORD_LOG_ENV)
+    if log:
+        with open(log, "a") as f: f.write(f"{Path(path).resolve()}\n")
+    return path
+
 def run_record_path(cfg: RunConfig) -> Path:
     return cfg.out_path / "runs" / f"{cfg.run_id}.json"
 
@@ -266,9 +275,11 @@ def find_run(cfg: RunConfig) -> dict | None:
     "The finished run record for `cfg`, or None."
     p = run_record_path(cfg)
     if not p.is_file(): return None
-    try: return json.loads(p.read_text())
+    try: rec = json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{p}: corrupt run record ({e}); delete it to re-run") from None
+    note_record(p)
+    return rec
 
 def is_main_process() -> bool:
     "False in the non-zero ranks of a distributed launch (`accelerate launch`, torchrun)."
@@ -283,7 +294,7 @@ def write_run_record(cfg: RunConfig, metrics: dict, *, per_seed: dict | None = N
            "notes": notes or [], "versions": library_versions(), "git": git_commit(),
            "host": {"platform": platform.platform(), "cpus": os.cpu_count()},
            "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
-    return atomic_write_json(run_record_path(cfg), rec)
+    return note_record(atomic_write_json(run_record_path(cfg), rec))
 
 # %% ../nbs/00_core.ipynb #960b0e80
 @contextlib.contextmanager
