@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,7 +95,8 @@ def _split(name: str, root: Path, available: dict[str, bool], require_db: bool) 
         kept = [r for r in rows if r["db_available"]]
         if len(kept) < len(rows):
             missing = sorted({r["db_id"] for r in rows if not r["db_available"]})
-            log.warning("spider %s: skipped %d questions on missing databases %s", name, len(rows) - len(kept), missing)
+            warnings.warn(f"spider {name}: skipped {len(rows) - len(kept)} questions on databases not in the data "
+                          f"{missing} (require_db=True)", stacklevel=3)
         rows = kept
     return rows
 
