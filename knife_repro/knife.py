@@ -557,7 +557,7 @@ def causal_student_forward(student: ChoiceScorer, batch: dict, layers: str = "la
 LABELS = {"ft_io": "FT I→O", "ft_ior": "FT I→OR", "ft_iro": "FT I→RO", "ft_ir_o": "FT IR→O (oracle)",
           "knife_teacher": "KNIFE teacher (oracle)", "ft_teacher_init": "FT Teacher Init",
           "knife_in": "KNIFE (In)", "knife_out": "KNIFE (Out)", "knife": "KNIFE (In+Out)"}
-PAPER = {}  # (label, dataset, model) -> Table 1 accuracy; unknown (methods.md §1.6), so empty
+PAPER = {}  # (label, dataset, model) -> Table 1 accuracy; unknown (reference/methods.md §1.6), so empty
 
 def label_of(rec: dict) -> str:
     "The table label of a run record."

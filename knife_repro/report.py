@@ -457,7 +457,7 @@ def write_summary(out_path: str | Path = RESULTS_DIR / "smoke" / "summary.md", r
     L += lb_lines
     L += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figs if p.suffix == ".png"]
     L += [""] + [f"- [{p.name}](figures/{p.name})" for p in figs + lb_figs]
-    L += ["", "KNIFE: methods.md §1.6 gives no reported number, so no KNIFE paper table is written (see reference/README.md)."]
+    L += ["", "KNIFE: reference/methods.md §1.6 gives no reported number, so no KNIFE paper table is written (see reference/README.md)."]
     out_path.write_text("\n".join(L) + "\n")
     return out_path
 
