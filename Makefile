@@ -75,5 +75,7 @@ paper: $(STAMP)
 	@test -n "$(SWEEP)" || { echo "usage: make paper SWEEP=sweeps/<name>.yaml [ARGS=--dry-run]"; exit 2; }
 	$(BIN)/python -m knife_repro.sweep $(SWEEP) --scale paper $(ARGS)
 
+# run records with the sweep statuses, executed notebooks and report built on them: after it,
+# `make repro` runs every point again (a status whose records are gone is stale anyway)
 clean:
-	rm -rf $(VENV) .cache results/runs results/notebooks
+	rm -rf $(VENV) .cache results/runs results/notebooks results/sweeps results/submitit results/smoke

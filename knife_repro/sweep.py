@@ -10,7 +10,9 @@ import builtins
 import hashlib
 import itertools
 import json
+import os
 import sys
+import tempfile
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -20,11 +22,11 @@ from typing import Any
 
 import yaml
 
-from .core import PROJECT_ROOT, RESULTS_DIR, SCALES, ConfigError, atomic_write_json
+from .core import PROJECT_ROOT, RECORD_LOG_ENV, RESULTS_DIR, SCALES, ConfigError, atomic_write_json
 
 # %% auto #0
 __all__ = ['Sweep', 'load_sweep', 'all_points', 'points', 'excluded_points', 'point_id', 'status_path', 'read_status',
-           'run_point', 'estimate_cost', 'plan', 'run_sweep', 'main']
+           'missing_records', 'run_point', 'estimate_cost', 'plan', 'run_sweep', 'main']
 
 # %% ../nbs/30_sweeps.ipynb #9e74db5d
 @dataclass
@@ -128,21 +130,45 @@ def read_status(path: Path) -> dict | None:
     try: return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError): return None
 
+def _env_kernel_manager(env: dict):
+    "A kernel manager class (for nbclient) whose kernels get `env` on top of this process's environment."
+    from jupyter_client.manager import AsyncKernelManager
+    class EnvKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            kw["env"] = {**kw.get("env", os.environ), **env}
+            return await super().start_kernel(**kw)
+    return EnvKernelManager
+
+def _records_noted(log: Path, output_dir: str | Path) -> list[str]:
+    "The run records named in `log` that lie under `output_dir`, relative to it, sorted and unique."
+    root = Path(output_dir).resolve()
+    lines = log.read_text().split("\n") if log.is_file() else []
+    return sorted({str(Path(l).relative_to(root)) for l in lines if l and Path(l).is_relative_to(root)})
+
+def missing_records(st: dict, output_dir: str | Path = RESULTS_DIR) -> list[str] | None:
+    "The records an `ok` status lists that no longer exist ([] when none is gone; None when it lists none)."
+    if "records" not in st: return None
+    return [r for r in st["records"] if not (Path(output_dir) / r).is_file()]
+
 def run_point(sw: Sweep, pt: dict, output_dir: str | Path = RESULTS_DIR, kernel: str = "python3") -> dict:
-    "Execute one point with papermill; write and return its status."
+    "Execute one point with papermill; write and return its status (with the run records it wrote or reused)."
     import papermill as pm
     out_nb = Path(output_dir) / "notebooks" / sw.name / f"{pt['id']}.ipynb"
     out_nb.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     st = {"id": pt["id"], "sweep": str(sw.path), "notebook": str(pt["notebook"]), "params": pt["params"],
           "executed_notebook": str(out_nb)}
-    try:
-        pm.execute_notebook(str(pt["notebook"]), str(out_nb), parameters=pt["params"], kernel_name=kernel,
-                            progress_bar=False, cwd=str(pt["notebook"].parent))
-        st["status"] = "ok"
-    except Exception as e:  # the notebook failed: record it and go on
-        st.update(status="failed", error=f"{type(e).__name__}: {str(e)[:2000]}",
-                  traceback="".join(traceback.format_exception(e))[-10000:])
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "records.log"
+        try:
+            pm.execute_notebook(str(pt["notebook"]), str(out_nb), parameters=pt["params"], kernel_name=kernel,
+                                progress_bar=False, cwd=str(pt["notebook"].parent),
+                                kernel_manager_class=_env_kernel_manager({RECORD_LOG_ENV: str(log)}))
+            st["status"] = "ok"
+        except Exception as e:  # the notebook failed: record it and go on
+            st.update(status="failed", error=f"{type(e).__name__}: {str(e)[:2000]}",
+                      traceback="".join(traceback.format_exception(e))[-10000:])
+        st["records"] = _records_noted(log, output_dir)
     st["seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(status_path(sw, pt, output_dir), st)
     return st
@@ -155,11 +181,13 @@ def estimate_cost(sw: Sweep, output_dir: str | Path = RESULTS_DIR) -> float | No
     return sum(secs) / len(secs) if secs else sw.cost_s
 
 def plan(sw: Sweep, output_dir: str | Path = RESULTS_DIR, force: bool = False) -> list[dict]:
-    "The points with their state: done, failed (will retry) or pending."
+    "The points with their state: done, failed (will retry), stale (ok, but records gone: will re-run) or pending."
     out = []
     for pt in points(sw, output_dir):
         st = read_status(status_path(sw, pt, output_dir))
-        state = "pending" if force or st is None else ("done" if st["status"] == "ok" else "failed")
+        if force or st is None: state = "pending"
+        elif st["status"] != "ok": state = "failed"
+        else: state = "stale" if missing_records(st, output_dir) != [] else "done"
         out.append({**pt, "state": state})
     return out
 

@@ -71,6 +71,27 @@ def test_data_root_order(tmp_path, monkeypatch):
     assert core.data_root("medqa") == proj / "data"
 
 
+@pytest.mark.parametrize("kind", ["missing", "file", "empty", "other_folders"])
+def test_data_root_env_set_but_unusable_raises(tmp_path, monkeypatch, kind):
+    # project data/ holds strategyqa, so a silent fallback would succeed: the error must win
+    proj = tmp_path / "proj"; (proj / "data" / "strategyqa").mkdir(parents=True)
+    monkeypatch.setattr(core, "PROJECT_ROOT", proj)
+    env = tmp_path / "env"
+    if kind == "file": env.write_text("")
+    if kind == "empty": env.mkdir()
+    if kind == "other_folders": (env / "not_a_dataset").mkdir(parents=True)
+    monkeypatch.setenv("KNIFE_REPRO_DATA", str(env))
+    for ds in ("strategyqa", None):
+        with pytest.raises(DataNotFoundError) as e:
+            core.data_root(ds)
+        msg = str(e.value)
+        assert msg.startswith(f"KNIFE_REPRO_DATA is set to {env}, which "), msg
+        assert {"missing": "does not exist", "file": "is not a folder"}.get(kind, "holds none of") in msg
+        assert str(proj / "data") in msg                           # says where unsetting it would look
+    monkeypatch.delenv("KNIFE_REPRO_DATA")
+    assert core.data_root("strategyqa") == proj / "data"
+
+
 def test_run_record_written_and_found(tmp_path):
     cfg = RunConfig(method="demo", output_dir=str(tmp_path))
     assert core.find_run(cfg) is None

@@ -104,7 +104,7 @@ def test_openbookqa_deterministic(obqa):
 
 
 # ---------- MedQA ----------
-def test_medqa_test_only():
+def test_medqa_test_only(shipped_data):   # the data as shipped, even where a user has added train/dev
     need("medqa")
     with pytest.warns(UserWarning, match=r"\['train', 'validation'\] are missing"):
         dd = load("medqa")

@@ -1,6 +1,7 @@
 "Sweeps: parsing, resume after SIGKILL, failures, submitit's local executor, dry run."
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -142,3 +143,71 @@ def test_every_parameters_cell_parses_for_papermill():
         src = "".join(cells[0]["source"])
         names = [m.group(1) for m in re.finditer(r"^(\w+)\s*=", src, re.M)]
         assert [p.name for p in PythonTranslator.inspect({"source": src})] == names, f.name
+
+
+# writes one run record through core (as every method notebook does), or reuses it when it exists
+RECORD_BODY = ("from knife_repro.core import RunConfig, find_run, write_run_record\n"
+               "from pathlib import Path\n"
+               "cfg = RunConfig(method='demo', dataset=f'd{x}', seed=seed, output_dir=output_dir)\n"
+               "if find_run(cfg) is None:\n"
+               "    write_run_record(cfg, {'x': x})\n"
+               "    with open(Path(output_dir, f'trained-{x}.log'), 'a') as f: f.write('run\\n')\n"
+               "import tempfile\n"                                   # a demo record outside output_dir: not listed
+               "with tempfile.TemporaryDirectory() as d: write_run_record(RunConfig(method='demo', output_dir=d), {})")
+
+
+def test_point_whose_records_are_gone_runs_again(tmp_path):
+    nb = tiny_notebook(tmp_path / "t.ipynb", RECORD_BODY)
+    f = tmp_path / "s.yaml"; f.write_text(f"notebook: {nb}\ngrid: {{x: [1, 2]}}\n")
+    out = tmp_path / "out"
+    sw = load_sweep(f)
+    res = run_sweep(sw, out, log=lambda *a: None)
+    assert sorted(r["status"] for r in res) == ["ok", "ok"]
+    recs = sorted(p.relative_to(out).as_posix() for p in (out / "runs").glob("*.json"))
+    assert len(recs) == 2 and sorted(r for st in res for r in st["records"]) == recs   # each lists its own one
+    assert all(len(st["records"]) == 1 for st in res)
+    assert [p["state"] for p in plan(sw, out)] == ["done", "done"]
+    assert run_sweep(sw, out, log=lambda *a: None) == []               # nothing to run
+
+    (out / res[0]["records"][0]).unlink()                               # one record gone: that point only
+    gone = res[0]["params"]["x"]
+    assert {p["params"]["x"]: p["state"] for p in plan(sw, out)} == {gone: "stale", 3 - gone: "done"}
+    lines = []
+    run_sweep(sw, out, dry_run=True, log=lines.append)
+    assert "1 done, 1 to run" in lines[-1]
+    (st,) = run_sweep(sw, out, log=lambda *a: None)                     # only that point runs
+    assert st["params"]["x"] == gone and st["status"] == "ok" and (out / st["records"][0]).is_file()
+
+    shutil.rmtree(out / "runs")                                         # what `make clean` does
+    assert [p["state"] for p in plan(sw, out)] == ["stale", "stale"]
+    again = run_sweep(sw, out, log=lambda *a: None)
+    assert sorted(r["status"] for r in again) == ["ok", "ok"] and len(list((out / "runs").glob("*.json"))) == 2
+    assert (out / f"trained-{gone}.log").read_text().count("run") == 3  # trained, re-trained twice
+    assert (out / f"trained-{3 - gone}.log").read_text().count("run") == 2
+    assert [p["state"] for p in plan(sw, out)] == ["done", "done"]
+
+
+def test_point_reusing_a_record_lists_it(tmp_path):
+    "A record written by another sweep's point and found by this one (find_run) counts as this point's too."
+    nb = tiny_notebook(tmp_path / "t.ipynb", RECORD_BODY)
+    out = tmp_path / "out"
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.yaml").write_text(f"notebook: {nb}\ngrid: {{x: [1]}}\n")
+    a = run_sweep(load_sweep(tmp_path / "a.yaml"), out, log=lambda *a: None)
+    b = run_sweep(load_sweep(tmp_path / "b.yaml"), out, log=lambda *a: None)
+    assert (out / "trained-1.log").read_text().count("run") == 1        # b reused a's record
+    assert a[0]["records"] == b[0]["records"] and len(b[0]["records"]) == 1
+    shutil.rmtree(out / "runs")
+    assert plan(load_sweep(tmp_path / "b.yaml"), out)[0]["state"] == "stale"
+
+
+def test_status_without_records_list_is_stale(tmp_path):
+    "A status from before statuses listed their records says nothing of what it produced: run it again."
+    nb = tiny_notebook(tmp_path / "t.ipynb", "pass")
+    f = tmp_path / "s.yaml"; f.write_text(f"notebook: {nb}\ngrid: {{x: [1]}}\n")
+    sw = load_sweep(f)
+    (st,) = run_sweep(sw, tmp_path, log=lambda *a: None)
+    assert st["records"] == [] and plan(sw, tmp_path)[0]["state"] == "done"   # wrote none: done
+    p = tmp_path / "sweeps" / "s" / f"{st['id']}.json"
+    p.write_text(json.dumps({k: v for k, v in st.items() if k != "records"}))
+    assert plan(sw, tmp_path)[0]["state"] == "stale"

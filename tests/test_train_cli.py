@@ -38,6 +38,21 @@ def _env():
     return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.parametrize("bad, first_words", [
+    ("scale=huge", "error: scale='huge'"),
+    ("dataset=no_such_dataset", "error: unknown dataset 'no_such_dataset'"),
+    ("model=no-such-model", "error: cannot load seq2seq model 'no-such-model'"),
+])
+def test_cli_bad_parameter_is_one_error_line_not_a_traceback(tmp_path, bad, first_words):
+    cmd = [sys.executable, "-m", "knife_repro.train", "--set", *ARGS, bad, f"output_dir={tmp_path}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**_env(), "HF_HUB_OFFLINE": "1",
+                         "TRANSFORMERS_OFFLINE": "1"}, timeout=300)
+    err = [l for l in out.stderr.splitlines() if l.strip() and "is ignored" not in l]
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and len(err) == 1 and err[0].startswith(first_words), out.stderr[-3000:]
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*.json"))
+
+
 def test_two_process_cpu_launch_trains_data_parallel_and_writes_one_record(tmp_path):
     # `--cpu` would start one process; `--multi_gpu` starts torchrun, which on a machine
     # without CUDA gives accelerate's MULTI_CPU (gloo) state: the data-parallel path.
