@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .baselines import CAUSAL_SEP, caps, causal_target_ids, eval_splits, is_causal, rationale_of, subsample
+from .qa import CAUSAL_SEP, caps, causal_target_ids, eval_splits, is_causal, rationale_of, subsample
 from .core import CACHE_DIR, ConfigError, RunConfig, find_run, seed_everything, timed, write_run_record
 from .metrics import accuracy
 from .training import TrainOptions, load_weights, pad_collate, save_weights, train
