@@ -22,7 +22,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch
 
-from knife_repro.baselines import subsample
+from knife_repro.qa import subsample
 from knife_repro.core import RunConfig, seed_everything
 from knife_repro.data import load as load_data
 from knife_repro.knife import ChoiceScorer, cached_teacher_states, choice_collate, encode_choices, make_student_loss

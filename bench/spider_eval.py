@@ -14,7 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from knife_repro.data.spider import evaluate, load  # noqa: E402
+from knife_repro.data.spider import load  # noqa: E402
+from knife_repro.data.spider_eval import evaluate  # noqa: E402
 
 
 def main() -> None:
@@ -52,7 +53,8 @@ def main() -> None:
 
 def neighbour_agreement(ds) -> list[str]:
     "Do the two metrics agree on consecutive dev examples (same DB, differently written gold)?"
-    from knife_repro.data.spider import SQLExecutionError, db_path, exact_set_match, execution_match, load_schemas
+    from knife_repro.data.spider import db_path, load_schemas
+    from knife_repro.data.spider_eval import SQLExecutionError, exact_set_match, execution_match
     schemas, norm = load_schemas(), lambda q: " ".join(q.split()).rstrip(";")
     pairs = [(i, i + 1) for i in range(len(ds) - 1) if ds[i]["db_id"] == ds[i + 1]["db_id"]
              and db_path(ds[i]["db_id"]) and norm(ds[i]["query"]) != norm(ds[i + 1]["query"])]

@@ -10,7 +10,7 @@ per-round ratios.
 * smollm2-135m (decoder-only): `encode_examples(..., causal=True)` rows, prompt + target in
   `input_ids`, labels -100 on the prompt; `Trainer` + `DataCollatorForSeq2Seq(tok,
   model=None, label_pad_token_id=-100)`, tokenizer padding on the right, HF's loss; our
-  engine with the kit's `baselines.lm_loss` (for a decoder-only model: the LM head on
+  engine with the kit's `qa.lm_loss` (for a decoder-only model: the LM head on
   target positions only, `training.causal_lm_loss`).
 
 Both sides batch by length: `train_sampling_strategy="group_by_length"` for HF (its
@@ -43,10 +43,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from knife_repro.baselines import encode_examples, lm_loss, subsample
+from knife_repro.baselines import encode_examples
 from knife_repro.core import RunConfig, seed_everything
 from knife_repro.data import load as load_data
 from knife_repro.models import PRESETS, load_causal, load_seq2seq
+from knife_repro.qa import lm_loss, subsample
 from knife_repro.training import TrainOptions, causal_lm_loss, length_grouped_batches, train
 
 CAUSAL = "causal"
@@ -71,7 +72,7 @@ def real_tokens(data, kind):
 
 
 def ours_loss(args, target_only=True):
-    "The kit's loss (`baselines.lm_loss`: for a decoder-only model, the LM head on target positions only), or HF's."
+    "The kit's loss (`qa.lm_loss`: for a decoder-only model, the LM head on target positions only), or HF's."
     if target_only:
         return lm_loss
     return lambda models, batch: causal_lm_loss(models, batch, target_only=False)

@@ -5,38 +5,26 @@
 # %% ../nbs/03_baselines.ipynb #94f113e6
 from __future__ import annotations
 
-import random
-import re
 from typing import Sequence
-
-import torch
 
 from dataclasses import dataclass, field
 
 from .core import (CPU_BUDGET, ConfigError, MethodConfig, RunConfig, find_run, seed_everything, timed,
                               write_run_record)
-from .metrics import accuracy, normalize_answer
-from .training import TrainOptions, causal_lm_loss, pad_collate, train
+from .metrics import accuracy
+from .qa import (ANSWER_CUE, EXPLANATION_CUE, SMOKE_CAPS, caps, causal_target_ids, dev_cap, eval_splits, generate,
+                            is_causal, lm_loss, lm_row, parse_answer, prompt_ids, rationale_of, score_choices, subsample)
+from .training import TrainOptions, train
 
 # %% auto #0
-__all__ = ['BASELINES', 'ZERO_SHOT', 'METHODS', 'ANSWER_CUE', 'EXPLANATION_CUE', 'CAUSAL_SEP', 'seq2seq_lm_loss', 'SMOKE_CAPS',
-           'BASELINE_PRESETS', 'CONFIG', 'WRITES_RATIONALE', 'rationale_of', 'format_input', 'format_target',
-           'parse_answer', 'is_causal', 'causal_prompt_ids', 'causal_target_ids', 'prompt_ids', 'lm_row',
-           'score_choices', 'generate', 'predict', 'evaluate_qa', 'encode_examples', 'lm_loss', 'subsample', 'caps',
-           'eval_splits', 'dev_cap', 'run_baseline', 'run_zero_shot', 'run', 'BaselineConfig', 'baseline_faithfulness']
+__all__ = ['BASELINES', 'ZERO_SHOT', 'METHODS', 'BASELINE_PRESETS', 'CONFIG', 'WRITES_RATIONALE', 'format_input', 'format_target',
+           'predict', 'evaluate_qa', 'encode_examples', 'run_baseline', 'run_zero_shot', 'run', 'BaselineConfig',
+           'baseline_faithfulness']
 
 # %% ../nbs/03_baselines.ipynb #eacf6936
 BASELINES = {"ft_io": "I→O", "ft_ior": "I→OR", "ft_iro": "I→RO", "ft_ir_o": "IR→O"}
 ZERO_SHOT = "zero_shot"       # no training: what the (pretrained) model knows, scored with the I→O (or IR→O) prompt
 METHODS = (*BASELINES, ZERO_SHOT)   # the method names `run` handles (knife_repro.train dispatches on them)
-ANSWER_CUE = "So the answer is"
-EXPLANATION_CUE = "Explanation:"
-
-def rationale_of(ex: dict, source: str = "human") -> str:
-    "The rationale used for training: human (`rationale`) or the first LLM one."
-    if source == "human": return ex.get("rationale") or ""
-    if source == "llm": return (ex.get("llm_rationales") or [""])[0]
-    raise ValueError(f"rationale_source={source!r}: must be 'human' or 'llm'")
 
 def format_input(ex: dict, method: str = "ft_io", rationale_source: str = "human") -> str:
     "The encoder input of a QA example for a baseline."
@@ -54,148 +42,6 @@ def format_target(ex: dict, method: str = "ft_io", rationale_source: str = "huma
     if method == "ft_ior": return f"{a}. {EXPLANATION_CUE} {r}"
     if method == "ft_iro": return f"{r} {ANSWER_CUE} {a}."
     raise ValueError(f"unknown baseline {method!r}; known: {', '.join(BASELINES)}")
-
-# %% ../nbs/03_baselines.ipynb #b912220d
-def parse_answer(text: str, choices: Sequence[str], method: str = "ft_io") -> int | None:
-    "The choice index a generated output names, or None when it names none."
-    if method == "ft_iro":
-        if ANSWER_CUE not in text: return None
-        text = text.rsplit(ANSWER_CUE, 1)[1]
-    elif method == "ft_ior":
-        text = text.split(EXPLANATION_CUE, 1)[0]
-    t = normalize_answer(text)
-    norm = [normalize_answer(c) for c in choices]
-    if t in norm: return norm.index(t)
-    m = re.fullmatch(r"\(?([a-z])\)?", t)
-    if m and ord(m.group(1)) - 97 < len(choices): return ord(m.group(1)) - 97
-    return None
-
-# %% ../nbs/03_baselines.ipynb #00a85e74
-CAUSAL_SEP = "\nAnswer:"
-
-def is_causal(model) -> bool:
-    "True for a decoder-only LM (GPT-2, Llama, …), False for an encoder-decoder (T5)."
-    return not getattr(model.config, "is_encoder_decoder", False)
-
-def _ids(tok, text: str) -> list[int]:
-    return tok(text, add_special_tokens=False).input_ids
-
-def causal_prompt_ids(tok, text: str, max_source_len: int = 512) -> list[int]:
-    "Token ids of a causal LM's prompt: the input (with the tokenizer's BOS, if any, cut to fit) + `CAUSAL_SEP`."
-    sep = _ids(tok, CAUSAL_SEP)
-    return tok(text, truncation=True, max_length=max(1, max_source_len - len(sep))).input_ids + sep
-
-def causal_target_ids(tok, text: str, max_target_len: int = 128, eos: bool = True) -> list[int]:
-    "Token ids of a causal LM's target: a space, the text (cut to fit), then EOS."
-    y = _ids(tok, " " + text)[:max_target_len - 1 if eos else max_target_len]
-    return y + ([tok.eos_token_id] if eos else [])
-
-def prompt_ids(tok, x: str | Sequence[int], causal: bool, max_source_len: int = 512) -> list[int]:
-    "Token ids of a model input: text is tokenised for the model's kind (causal: `causal_prompt_ids`); ids are kept as they are."
-    if not isinstance(x, str): return list(x)
-    return causal_prompt_ids(tok, x, max_source_len) if causal else tok(x, truncation=True, max_length=max_source_len).input_ids
-
-def lm_row(x: list[int], y: list[int], causal: bool) -> dict:
-    "One training row from input ids `x` and target ids `y`: seq2seq (x → y) or causal (x + y, labels -100 on x)."
-    if causal: return {"input_ids": x + y, "attention_mask": [1] * (len(x) + len(y)), "labels": [-100] * len(x) + y}
-    return {"input_ids": x, "attention_mask": [1] * len(x), "labels": y}
-
-@torch.no_grad()
-def score_choices(model, tok, inputs: Sequence[str | Sequence[int]], choices: Sequence[Sequence[str]],
-                  prefixes: Sequence[str] | None = None, eos: bool = True, length_norm: bool = False,
-                  batch_size: int = 32, max_source_len: int = 512) -> list[list[float]]:
-    "Log-likelihood of each choice of each example under a seq2seq or causal model."
-    model.eval()
-    dev = next(model.parameters()).device
-    causal = is_causal(model)
-    rows = []  # (example index, input ids, target ids, number of scored tokens at the end)
-    for i, (x, cs) in enumerate(zip(inputs, choices)):
-        xi = prompt_ids(tok, x, causal, max_source_len)
-        pre = _ids(tok, (" " if causal else "") + prefixes[i]) if prefixes and prefixes[i] else []
-        for c in cs:
-            ci = _ids(tok, (" " if pre or causal else "") + c) + ([tok.eos_token_id] if eos else [])
-            rows.append((i, xi, pre + ci, len(ci)))
-    scores: list[list[float]] = [[] for _ in inputs]
-    if causal:
-        return _score_causal(model, tok, rows, scores, length_norm, batch_size, dev)
-    start = model.config.decoder_start_token_id
-    for s in range(0, len(rows), batch_size):
-        chunk = rows[s:s + batch_size]
-        b = pad_collate([{"input_ids": r[1], "attention_mask": [1] * len(r[1]), "labels": r[2]} for r in chunk],
-                        pad_id=tok.pad_token_id)
-        labels = b["labels"].to(dev)
-        dec_in = torch.cat([torch.full_like(labels[:, :1], start), labels[:, :-1]], 1).clamp(min=0)
-        dec_in[dec_in == -100] = tok.pad_token_id
-        logits = model(input_ids=b["input_ids"].to(dev), attention_mask=b["attention_mask"].to(dev),
-                       decoder_input_ids=dec_in).logits.float()
-        lp = torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        for j, (i, _, tgt, n) in enumerate(chunk):
-            v = lp[j, len(tgt) - n:len(tgt)].sum().item()
-            scores[i].append(v / n if length_norm else v)
-    return scores
-
-def _score_causal(model, tok, rows, scores, length_norm, batch_size, dev):
-    """Scores of `rows` = (example, prompt ids, target ids, n) under a causal LM.
-
-    The choices of an example share everything before their own tokens (prompt + prefix), so that
-    context is read once per example: a left-padded forward pass over the contexts fills the KV cache,
-    the cache is repeated for each choice row, and a second pass reads the right-padded choice tokens.
-    Positions count real tokens, as in an unpadded forward pass; the LM head runs only where a choice
-    token is predicted. Same numbers as one forward pass per row (tested), about `choices`x fewer tokens."""
-    groups = []   # (example, shared context ids, [(choice ids, n)]) in row order
-    for i, x, tgt, n in rows:
-        ctx, ch = x + tgt[:len(tgt) - n], tgt[len(tgt) - n:]
-        if groups and groups[-1][0] == i and groups[-1][1] == ctx: groups[-1][2].append(ch)
-        else: groups.append((i, ctx, [ch]))
-    start = 0
-    while start < len(groups):
-        end, k = start, 0
-        while end < len(groups) and (end == start or k + len(groups[end][2]) <= batch_size):
-            k += len(groups[end][2]); end += 1
-        chunk, start = groups[start:end], end
-        b = pad_collate([{"input_ids": g[1], "attention_mask": [1] * len(g[1])} for g in chunk],
-                        pad_id=tok.pad_token_id, left=True)
-        ids, att = b["input_ids"].to(dev), b["attention_mask"].to(dev)
-        out = model(input_ids=ids, attention_mask=att, position_ids=(att.cumsum(-1) - 1).clamp(min=0),
-                    use_cache=True, logits_to_keep=1)
-        first = torch.log_softmax(out.logits[:, -1].float(), -1)          # predicts each choice's first token
-        owner = torch.tensor([e for e, g in enumerate(chunk) for _ in g[2]], device=dev)
-        cache = out.past_key_values
-        cache.reorder_cache(owner)                                        # one copy of the context per choice row
-        chs = [c for g in chunk for c in g[2]]
-        width = max(len(c) for c in chs)
-        cont = torch.tensor([c + [tok.pad_token_id] * (width - len(c)) for c in chs], device=dev)
-        cmask = (torch.arange(width, device=dev)[None] < torch.tensor([len(c) for c in chs], device=dev)[:, None]).long()
-        ctx_len = att.sum(-1)[owner]
-        logits = model(input_ids=cont, attention_mask=torch.cat([att[owner], cmask], 1), past_key_values=cache,
-                       position_ids=ctx_len[:, None] + torch.arange(width, device=dev)[None], use_cache=True).logits
-        lp = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, cont[:, 1:, None])[..., 0] if width > 1 else None
-        r = 0
-        for e, (i, _, cs) in enumerate(chunk):
-            for c in cs:
-                v = first[e, c[0]].item() + (lp[r, :len(c) - 1].sum().item() if len(c) > 1 else 0.0)
-                scores[i].append(v / len(c) if length_norm else v)
-                r += 1
-    return scores
-
-@torch.no_grad()
-def generate(model, tok, inputs: Sequence[str | Sequence[int]], max_new_tokens: int = 64, batch_size: int = 32,
-             max_source_len: int = 512, **gen_kw) -> list[str]:
-    "Greedy (or `gen_kw`, e.g. sampling) generations of a seq2seq or causal model (new tokens only), without special tokens."
-    model.eval()
-    dev = next(model.parameters()).device
-    causal = is_causal(model)
-    kw = {"do_sample": False, **({"pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id} if causal else {}),
-          **gen_kw}
-    outs = []
-    for s in range(0, len(inputs), batch_size):
-        b = pad_collate([{"input_ids": (x := prompt_ids(tok, t, causal, max_source_len)), "attention_mask": [1] * len(x)}
-                         for t in inputs[s:s + batch_size]], pad_id=tok.pad_token_id, left=causal)
-        b = {k: v.to(dev) for k, v in b.items()}
-        g = model.generate(**b, max_new_tokens=max_new_tokens, **kw)
-        if causal: outs += [t.strip() for t in tok.batch_decode(g[:, b["input_ids"].shape[1]:], skip_special_tokens=True)]
-        else: outs += tok.batch_decode(g, skip_special_tokens=True)
-    return outs
 
 # %% ../nbs/03_baselines.ipynb #f1413cc3
 def predict(model, tok, examples: Sequence[dict], method: str = "ft_io", mode: str = "score",
@@ -239,43 +85,7 @@ def encode_examples(tok, examples: Sequence[dict], method: str, rationale_source
         out.append(lm_row(x, y, causal))
     return out
 
-def lm_loss(models, batch):
-    "Token-level cross-entropy of `models['model']` on `labels` (seq2seq: decoder targets; causal: next tokens, LM head on targets only)."
-    m = models["model"]
-    if is_causal(getattr(m, "module", m)):   # `module`: a data-parallel wrapper
-        return causal_lm_loss(models, batch)
-    out = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
-    return out.loss, {}
-
-seq2seq_lm_loss = lm_loss   # the older name
-
 # %% ../nbs/03_baselines.ipynb #dcb2adbe
-SMOKE_CAPS = {"max_train_samples": 256, "max_eval_samples": 64}
-
-def subsample(ds, n: int, fraction: float = 1.0, seed: int = 0):
-    "A seeded subset of a dataset: `fraction` of it, then at most `n` (n <= 0: no cap)."
-    idx = list(range(len(ds)))
-    random.Random(seed).shuffle(idx)
-    k = max(1, round(len(idx) * fraction))
-    if n and n > 0: k = min(k, n)
-    return ds.select(sorted(idx[:k])) if hasattr(ds, "select") else [ds[i] for i in sorted(idx[:k])]
-
-def caps(cfg: RunConfig) -> tuple[int, int]:
-    "(max train, max eval) samples, with the smoke-scale defaults for unset caps."
-    smoke = cfg.scale == "smoke"
-    return (cfg.max_train_samples if cfg.max_train_samples > 0 else (SMOKE_CAPS["max_train_samples"] if smoke else -1),
-            cfg.max_eval_samples if cfg.max_eval_samples > 0 else (SMOKE_CAPS["max_eval_samples"] if smoke else -1))
-
-def eval_splits(dd, report: str = "test") -> tuple[str, str]:
-    "(model-selection split, reported split) of a DatasetDict; `report='validation'` reports the selection split."
-    sel = "validation" if "validation" in dd else "test"
-    rep = "test" if report == "test" and "test" in dd and all(a >= 0 for a in dd["test"]["answer"][:50]) else sel
-    return sel, rep
-
-def dev_cap(cfg: RunConfig, n_eval: int) -> int:
-    "The selection split's cap: `max_dev_samples` when set, else the eval cap."
-    return cfg.max_dev_samples if cfg.max_dev_samples > 0 else n_eval
-
 def run_baseline(cfg: RunConfig, dd=None, force: bool = False) -> dict:
     "Train and evaluate one fine-tuning baseline; returns its run record (skips a finished run)."
     from knife_repro.data import load as load_data

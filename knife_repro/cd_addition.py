@@ -9,6 +9,7 @@ import copy
 import logging
 import time
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 
 import torch
 
@@ -16,11 +17,12 @@ from .context_distillation import Operation, distill, freeze, generate, is_causa
 from .core import RunConfig, find_run, seed_everything, timed, write_run_record
 from .data import addition as add
 from .metrics import accuracy
+from .qa import lm_loss
 from .training import TrainOptions, pad_collate, train
 
 # %% auto #0
 __all__ = ['METHODS', 'log', 'TEACHER_CUE', 'STUDENT_CUE', 'SCALES', 'split_scratchpad', 'operation', 'Settings', 'settings',
-           'lm_loss', 'encode', 'fit', 'pairs_of', 'evaluate', 'run']
+           'encode', 'fit', 'pairs_of', 'evaluate', 'run']
 
 # %% ../nbs/23a_cd_addition.ipynb #5880d332
 METHODS = ("cd_addition",)
@@ -84,11 +86,6 @@ def settings(cfg: RunConfig) -> Settings:
     return s
 
 # %% ../nbs/23a_cd_addition.ipynb #3b93e00d
-def lm_loss(models, batch):
-    "Cross-entropy of the trainable `student` on `labels`."
-    out = models["student"](input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
-    return out.loss, {}
-
 def encode(tok, pairs, fmt: str, s: Settings, causal: bool = False) -> list[dict]:
     "Supervised examples: (cue + problem) -> scratchpad or direct target (`causal`: one sequence, loss on the target)."
     out = []
@@ -103,7 +100,7 @@ def fit(model, data, cfg: RunConfig, steps: int, batch: int, lr: float, pad_id: 
     "Supervised training of `model` for `steps` optimiser steps with the engine."
     c = cfg.replace(max_steps=steps, batch_size=batch, lr=lr, scheduler=scheduler, warmup_ratio=warmup)
     progress = lambda st, logs: st.step % 250 == 0 and log.info("step %d/%d loss %.4f", st.step, steps, logs["loss"])
-    return train({"student": model}, lm_loss, data, c, collate=lambda e: pad_collate(e, pad_id=pad_id),
+    return train({"student": model}, partial(lm_loss, key="student"), data, c, collate=lambda e: pad_collate(e, pad_id=pad_id),
                  opts=TrainOptions(log_steps=50, callbacks=[progress]))
 
 def pairs_of(ds) -> list[tuple[int, int]]:

@@ -10,11 +10,13 @@ import logging
 import random
 import time
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 
 from .context_distillation import (LOSSES, Operation, distill, freeze, generate, is_causal, simultaneous,
                                              supervised_row, teacher_labels)
 from .core import RunConfig, find_run, seed_everything, timed, write_run_record
 from .metrics import summarize
+from .qa import lm_loss
 from .training import TrainOptions, pad_collate, train
 
 # %% auto #0
@@ -73,10 +75,6 @@ SCALES = {"smoke": Settings(),
           "paper": Settings(model="google/t5-large-lm-adapt", tokenizer=None, pretrain_steps=2000, pretrain_batch=16,
                             pretrain_lr=1e-5, n_per_op=4096, distill_batch=16, distill_lr=1e-5, n_eval=1000)}
 
-def _lm_loss(models, batch):
-    out = models["student"](input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
-    return out.loss, {}
-
 def _gen(model, tok, prompts):
     return [o.strip() for o in generate(model, tok, prompts, max_new_tokens=32, batch_size=128)]
 
@@ -118,7 +116,7 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
             for _ in range(s.pretrain_steps * s.pretrain_batch):
                 t = rng.choice(list(TASKS)); x = sample_input(rng, rng.choice(list(VOCAB)))
                 data.append(supervised_row(tok, teacher_prompt(t, x), answer(t, x), is_causal(model)))
-            train({"student": model}, _lm_loss, data, cfg.replace(batch_size=s.pretrain_batch, lr=s.pretrain_lr, epochs=1,
+            train({"student": model}, partial(lm_loss, key="student"), data, cfg.replace(batch_size=s.pretrain_batch, lr=s.pretrain_lr, epochs=1,
                   max_steps=-1, scheduler="constant", warmup_ratio=0.02), collate=lambda e: pad_collate(e, pad_id=pad),
                   opts=TrainOptions(log_steps=50))
     teacher = freeze(model)

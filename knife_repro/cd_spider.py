@@ -16,6 +16,7 @@ import torch
 from .context_distillation import LOSSES, Operation, distill, encode_view, freeze, generate, teacher_labels
 from .core import RunConfig, find_run, seed_everything, timed, write_run_record
 from .metrics import summarize
+from .qa import lm_loss
 from .training import TrainOptions, pad_collate, train
 
 # %% auto #0
@@ -76,13 +77,12 @@ def _teacher_preds(model, tok, op, rows, s):
                     max_new_tokens=s.max_new_tokens, max_prompt_len=s.max_prompt_len, batch_size=16)
     return [(first_line(o) or ("", ""))[1].strip() for o in outs]
 
-def _lm_loss(models, batch):
-    out = models["student"](input_ids=batch["s_input_ids"], attention_mask=batch["s_attention_mask"],
-                            labels=torch.where(batch["s_answer_mask"].bool(), batch["s_input_ids"], -100))
-    return out.loss, {}
+def _lm_loss(models, batch):   # the plain LM loss on a distillation row's student view, its answer tokens labelled
+    return lm_loss(models, {"input_ids": batch["s_input_ids"], "attention_mask": batch["s_attention_mask"],
+                            "labels": torch.where(batch["s_answer_mask"].bool(), batch["s_input_ids"], -100)}, "student")
 
 def _score(preds: list[str], rows: list[dict]) -> dict:
-    from knife_repro.data.spider import evaluate
+    from knife_repro.data.spider_eval import evaluate
     ev = evaluate(preds, rows, details=True)
     em = [float(d["exact_set_match"]) for d in ev["details"]]
     ex = [float(d["execution_match"]) for d in ev["details"] if d["execution_match"] is not None]

@@ -13,8 +13,8 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .baselines import is_causal, lm_row   # the QA layer's: one test of a model's kind, one row packer
 from .core import RunConfig
+from .qa import generate as qa_generate, is_causal, lm_row, prompt_ids   # the QA layer's
 
 # %% auto #0
 __all__ = ['LOSSES', 'EXPERIMENTS', 'METHODS', 'Operation', 'freeze', 'token_kl', 'encode_view', 'supervised_row',
@@ -140,27 +140,15 @@ def make_loss(kind: str = "sampled", causal: bool = False, n_samples: int = 100,
 @torch.no_grad()
 def generate(model, tok, prompts: Sequence[str], causal: bool | None = None, decoding: str = "greedy",
              max_new_tokens: int = 64, batch_size: int = 64, max_prompt_len: int = 1024, seed: int = 0) -> list[str]:
-    "Generations (without the prompt) of a seq2seq or causal model (`causal=None`: read off the model), greedy or sampled."
+    "Generations (without the prompt, not stripped) of a seq2seq or causal model (`causal=None`: read off the model), greedy or sampled."
     if decoding not in ("greedy", "sample"): raise ValueError(f"decoding={decoding!r}: 'greedy' or 'sample'")
     causal = is_causal(model) if causal is None else causal
-    model.eval()
-    dev = next(model.parameters()).device
+    ids = [tok(p, add_special_tokens=False).input_ids[-max_prompt_len:] if causal   # a causal prompt keeps its end
+           else prompt_ids(tok, p, False, max_prompt_len) for p in prompts]
+    kw = dict(do_sample=True, top_k=0, top_p=1.0, temperature=1.0) if decoding == "sample" else {}
     torch.manual_seed(seed)
-    outs = []
-    old_side, old_trunc = tok.padding_side, tok.truncation_side
-    tok.padding_side = tok.truncation_side = "left" if causal else "right"   # causal prompts keep their end
-    try:
-        for s in range(0, len(prompts), batch_size):
-            b = tok(list(prompts[s:s + batch_size]), padding=True, truncation=True, max_length=max_prompt_len,
-                    return_tensors="pt", add_special_tokens=not causal).to(dev)
-            kw = dict(do_sample=True, top_k=0, top_p=1.0, temperature=1.0) if decoding == "sample" else dict(do_sample=False)
-            g = model.generate(**b, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                               eos_token_id=tok.eos_token_id, **kw)
-            if causal: g = g[:, b["input_ids"].shape[1]:]
-            outs += tok.batch_decode(g, skip_special_tokens=True)
-    finally:
-        tok.padding_side, tok.truncation_side = old_side, old_trunc
-    return outs
+    return qa_generate(model, tok, ids, max_new_tokens, batch_size, strip=False, pad_token_id=tok.pad_token_id,
+                       eos_token_id=tok.eos_token_id, **kw)
 
 def teacher_labels(model, tok, op: Operation, inputs: Sequence, causal: bool | None = None, decoding: str = "sample",
                    max_new_tokens: int = 64, batch_size: int = 64, max_prompt_len: int = 1024, seed: int = 0,

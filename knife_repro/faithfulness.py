@@ -11,8 +11,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .baselines import causal_target_ids, is_causal, lm_loss, lm_row, prompt_ids, score_choices
 from .core import RunConfig, seed_everything
+from .qa import causal_target_ids, is_causal, lm_loss, lm_row, prompt_ids, score_choices, subsample
 from .training import TrainOptions, train
 
 # %% auto #0
@@ -118,14 +118,14 @@ def perturb_ids(ids: Sequence[int], fraction: float = 0.5, vocab_size: int = 320
     return out
 
 # %% ../nbs/08_faithfulness.ipynb #09a066b3
-FAITHFULNESS = {   # simulator and LAS settings per scale; SCOTT's own defaults are the same values
+FAITHFULNESS = {   # simulator and LAS settings per scale; SCOTT's flags default to these values
     "smoke": dict(simulator="tiny-t5", sim_epochs=10, sim_lr=3e-3, las_train=64, n_boot=1000, perturb_fraction=0.5),
     "cpu": dict(simulator="small-t5", sim_epochs=5, sim_lr=1e-3, las_train=-1, n_boot=1000, perturb_fraction=0.5),  # offline
     "paper": dict(simulator="t5-base", sim_epochs=3, sim_lr=1e-4, las_train=-1, n_boot=1000, perturb_fraction=0.5),
 }
 
 def perturb_text(tok, text: str, fraction: float = 0.5, seed: int = 0) -> str:
-    "`text` with `fraction` of its tokens replaced by random non-special ids (as `scott.perturb_rationale`)."
+    "`text` with `fraction` of its tokens replaced by random non-special ids of `tok` (`perturb_ids` on its tokens)."
     ids = tok(text, add_special_tokens=False).input_ids
     return tok.decode(perturb_ids(ids, fraction, len(tok), seed, exclude=tok.all_special_ids), skip_special_tokens=True)
 
@@ -137,7 +137,6 @@ def rationale_faithfulness(cfg: RunConfig, tok, train_examples: Sequence[dict], 
                            outputs: Callable, forced: Callable | None = None, test_outputs: tuple | None = None,
                            **settings) -> tuple[dict, list[str]]:
     "(metrics, notes): LAS with CI, and own-/perturbed-rationale accuracy when `forced` is given."
-    from knife_repro.baselines import subsample
     s = {**FAITHFULNESS[cfg.scale], **settings}
     test = list(test_examples)
     golds = [e["answer"] for e in test]

@@ -13,8 +13,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from .baselines import (caps, causal_target_ids, eval_splits, generate, is_causal, lm_loss, lm_row,
-                                   score_choices, subsample)
+from .qa import (caps, causal_target_ids, eval_splits, generate, is_causal, lm_loss, lm_row, score_choices,
+                            subsample)
 from .core import RunConfig, find_run, seed_everything, timed, write_run_record
 from .metrics import accuracy
 from .rationales import LETTERS

@@ -19,10 +19,10 @@ from torch import nn
 
 from dataclasses import asdict, dataclass, field
 
-from .baselines import (BASELINE_PRESETS, CAUSAL_SEP, caps, causal_target_ids, dev_cap, eval_splits, is_causal,
-                                   rationale_of, subsample)
+from .baselines import BASELINE_PRESETS
 from .core import (CACHE_DIR, ConfigError, MethodConfig, RunConfig, find_run, seed_everything, timed,
                               write_run_record)
+from .qa import CAUSAL_SEP, caps, causal_target_ids, dev_cap, eval_splits, is_causal, rationale_of, subsample
 from .metrics import accuracy
 from .training import TrainOptions, load_weights, pad_collate, save_weights, train
 

@@ -203,26 +203,21 @@ class HFCausalSource:
 
     def generate(self, examples: list[dict], n: int | None = None) -> list[list[str]]:
         import torch
+        from knife_repro.qa import generate
         n = n or self.n
         k = 1 if self.temperature == 0 else n
         room = self._context() - self.max_new_tokens
         out: list[list[str]] = []
-        self.model.eval()
-        dev = next(self.model.parameters()).device
+        kw = dict(do_sample=True, temperature=self.temperature, top_p=self.top_p) if k > 1 or self.temperature > 0 \
+            else dict(do_sample=False)
         for s in range(0, len(examples), self.batch_size):
             batch = examples[s:s + self.batch_size]
             ids = [self.tok(fill_prompt(self.template, e), add_special_tokens=False).input_ids[-room:] for e in batch]
-            L = max(map(len, ids))
-            pad = self.tok.pad_token_id
-            x = torch.tensor([[pad] * (L - len(i)) + i for i in ids], device=dev)
-            mask = torch.tensor([[0] * (L - len(i)) + [1] * len(i) for i in ids], device=dev)
-            kw = dict(do_sample=True, temperature=self.temperature, top_p=self.top_p) if k > 1 or self.temperature > 0 \
-                else dict(do_sample=False)
-            with torch.random.fork_rng(devices=[]), torch.no_grad():
+            with torch.random.fork_rng(devices=[]):   # one seed per batch: the QA layer's batched `generate`, once
                 torch.manual_seed(self.seed + s)
-                g = self.model.generate(input_ids=x, attention_mask=mask, max_new_tokens=self.max_new_tokens,
-                                        num_return_sequences=k, pad_token_id=pad, **kw)
-            texts = self.tok.batch_decode(g[:, L:], skip_special_tokens=True)
+                texts = generate(self.model, self.tok, ids, self.max_new_tokens, len(batch), strip=False,
+                                 num_return_sequences=k, pad_token_id=self.tok.pad_token_id,
+                                 eos_token_id=self.model.generation_config.eos_token_id, **kw)
             for j in range(len(batch)):
                 out.append([t.split("\n\n")[0].strip() for t in texts[j * k:(j + 1) * k]])
         return out
@@ -296,7 +291,7 @@ def filter_rationales(examples: Sequence[dict], rationales: dict[str, list[str]]
         verifier = load_seq2seq(str(verifier))
     if callable(verifier) and not isinstance(verifier, (tuple, list)): score = verifier
     else:
-        from knife_repro.baselines import score_choices
+        from knife_repro.qa import score_choices
         m, tok = verifier
         score = lambda xs, cs: score_choices(m, tok, xs, cs, eos=False, batch_size=batch_size)
     rows = [(str(e["id"]), e, r) for e in examples for r in rationales.get(str(e["id"])) or []]

@@ -13,11 +13,11 @@ from typing import Sequence
 
 import torch
 
-from .baselines import (ANSWER_CUE, CAUSAL_SEP, causal_prompt_ids, eval_splits, generate, is_causal, lm_row,
-                                   parse_answer, prompt_ids, score_choices, subsample)
 from .core import ConfigError, RunConfig, data_path, find_run, seed_everything, timed, write_run_record
-from .faithfulness import FAITHFULNESS, las_eval, perturb_ids
+from .faithfulness import FAITHFULNESS, rationale_faithfulness
 from .metrics import accuracy
+from .qa import (ANSWER_CUE, CAUSAL_SEP, causal_prompt_ids, eval_splits, generate, is_causal, lm_loss, lm_row,
+                            parse_answer, prompt_ids, score_choices, subsample)
 from .rationales import generate_rationales
 from .training import TrainOptions, train
 
@@ -26,7 +26,7 @@ __all__ = ['METHODS', 'DECODINGS', 'RATIONALE_SOURCES', 'PROMPT_FILES', 'FLAGS',
            'teacher_prompt', 'wrong_answer', 'cd_scores', 'stop_token_ids', 'contrastive_decode',
            'contrastive_decode_reference', 'ContrastiveTeacher', 'student_input', 'student_prefix', 'prefix_ids',
            'encode_student', 'scott_loss', 'pair_counterfactuals', 'student_generate', 'forced_rationale_preds',
-           'perturb_rationale', 'scott_flags', 'run', 'scott_config']
+           'scott_flags', 'run', 'scott_config']
 
 # %% ../nbs/22_scott.ipynb #a2f7d7a9
 METHODS = ("scott",)
@@ -221,11 +221,7 @@ def encode_student(tok, ex: dict, rationale: str, answer: int, kind: str = "fact
 def scott_loss(alpha: float = 0.5):
     "The loss function for the engine: (1 - alpha) factual CE + alpha counterfactual CE (when the batch has one)."
     def loss_fn(models, batch):
-        m = models["student"]
-        def ce(p: str = ""):   # token-mean CE on `labels`; a causal LM shifts them itself and has no decoder input
-            dec = {} if is_causal(m) else {"decoder_input_ids": batch[f"{p}decoder_input_ids"]}
-            return m(input_ids=batch[f"{p}input_ids"], attention_mask=batch[f"{p}attention_mask"],
-                     labels=batch[f"{p}labels"], **dec).loss
+        ce = lambda p="": lm_loss(models, batch, "student", p)[0]   # the QA layer's token-mean CE on `{p}labels`
         lf = ce()
         if "cf_input_ids" not in batch or alpha == 0: return lf, {"loss_factual": lf.detach()}
         lc = ce("cf_")
@@ -256,10 +252,9 @@ def student_generate(model, tok, examples: Sequence[dict], tags: bool = True, ma
                            max_new_tokens=max_new_tokens, batch_size=batch_size)
             texts = [" ".join(p for p in (["[factual]"] if tags else []) + [t] if p) for t in new]
         else:
-            b = tok(inputs, padding=True, truncation=True, max_length=max_source_len, return_tensors="pt").to(dev)
             dec = torch.tensor([[model.config.decoder_start_token_id] + tag] * len(chunk), device=dev)
-            g = model.generate(**b, decoder_input_ids=dec, max_new_tokens=max_new_tokens, do_sample=False)
-            texts = tok.batch_decode(g, skip_special_tokens=True)
+            texts = generate(model, tok, inputs, max_new_tokens=max_new_tokens, batch_size=len(chunk),
+                             max_source_len=max_source_len, decoder_input_ids=dec)   # the forced decoder prefix
         for e, t in zip(chunk, texts):
             body = t.strip()
             if tags and body.startswith("[factual]"): body = body[len("[factual]"):]
@@ -275,11 +270,6 @@ def forced_rationale_preds(model, tok, examples: Sequence[dict], rationales: Seq
                            prefixes=[student_prefix(r, "factual", tags) for r in rationales],
                            max_source_len=max_source_len)
     return [max(range(len(s)), key=s.__getitem__) for s in scores]
-
-def perturb_rationale(tok, rationale: str, fraction: float = 0.5, seed: int = 0) -> str:
-    "The rationale with `fraction` of its tokens replaced by random non-special ids."
-    ids = tok(rationale, add_special_tokens=False).input_ids
-    return tok.decode(perturb_ids(ids, fraction, len(tok), seed, exclude=tok.all_special_ids), skip_special_tokens=True)
 
 # %% ../nbs/22_scott.ipynb #598390fb
 FLAGS = {"rationales": "cd_wrong", "counterfactual": False, "alpha": 0.5, "tags": True, "teacher": "tiny-gpt2",
@@ -393,23 +383,16 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
             o = forced_rationale_preds(student, tok, [test[i] for i in ok], [R[rep][test[i]["id"]] for i in ok],
                                        f["tags"], cfg.max_source_len)
             metrics.update({f"oracle_{k}": v for k, v in accuracy(o, [golds[i] for i in ok]).items()})
-        own = [g["rationale"] for g in gens]
-        pert = [perturb_rationale(tok, r, f["perturb_fraction"], cfg.seed * 100003 + i) for i, r in enumerate(own)]
-        metrics.update({f"own_rationale_{k}": v for k, v in accuracy(
-            forced_rationale_preds(student, tok, test, own, f["tags"], cfg.max_source_len), golds).items() if k != "n"})
-        metrics.update({f"perturbed_{k}": v for k, v in accuracy(
-            forced_rationale_preds(student, tok, test, pert, f["tags"], cfg.max_source_len), golds).items() if k != "n"})
-    with timed(timings, "las_s"):
-        las_tr = list(subsample(tr, FAITHFULNESS.get(cfg.scale, FAITHFULNESS["paper"])["las_train"], 1.0, cfg.seed + 1))
-        sim_rows = lambda exs, gs: [{"question": e["question"], "choices": e["choices"], "rationale": g["rationale"],
-                                     "y_hat": g["pred"]} for e, g in zip(exs, gs)]
-        tr_rows = sim_rows(las_tr, student_generate(student, tok, las_tr, **kw))
-        try:
-            l = las_eval(tr_rows, sim_rows(test, gens), cfg, f["simulator"], n_boot=int(f["n_boot"]),
-                         epochs=f["sim_epochs"], lr=f["sim_lr"])
-            metrics.update({k if k.startswith("las") else f"las_{k}": v for k, v in l.items()})
-        except ValueError as err:
-            notes.append(f"LAS not computed: {err}")
+    def outputs(exs):   # the student's own rationales and answers, in SCOTT's format
+        gs = student_generate(student, tok, list(exs), **kw)
+        return [g["rationale"] for g in gs], [g["pred"] for g in gs]
+    forced = lambda exs, rats: forced_rationale_preds(student, tok, exs, rats, f["tags"], cfg.max_source_len)
+    with timed(timings, "faithfulness_s"):   # own-rationale and perturbed accuracy, LAS: the shared measure
+        fm, fnotes = rationale_faithfulness(cfg, tok, tr, test, outputs, forced,
+                                            test_outputs=([g["rationale"] for g in gens], preds),
+                                            **{k: f[k] for k in ("simulator", "sim_epochs", "sim_lr", "n_boot",
+                                                                 "perturb_fraction")})
+        metrics.update(fm); notes += fnotes
     timings["tokens_per_s"] = round(res.tokens_per_s, 1)
     write_run_record(cfg, metrics, timings=timings, notes=notes, history=res.state.history,
                      best_validation=res.best_metrics, flags_resolved={k: v for k, v in f.items() if k != "data_options"},

@@ -261,8 +261,48 @@ def train(models: Mapping[str, torch.nn.Module], loss_fn: Callable, train_data: 
                       eval_data=eval_data, eval_fn=eval_fn, opts=opts)
 
 def _train(models, loss_fn, train_data, cfg, *, collate, lengths, eval_data, eval_fn, opts) -> TrainResult:
-    from accelerate import Accelerator
     from tqdm.auto import tqdm
+    r = _prepare(models, loss_fn, train_data, cfg, collate, lengths, eval_data, eval_fn, opts)
+    _resume(r)
+    bar = tqdm(total=r.total, initial=r.st.step, disable=(not opts.progress) if opts.progress is not None else None,
+               desc="train", dynamic_ncols=True)
+    for m in r.wrapped.values(): m.train()
+    r.st.processes = r.acc.num_processes
+    done = r.st.step >= r.total
+    while not done and r.st.epoch < r.epochs:
+        done = _epoch(r, bar)
+    bar.close()
+    return _finish(r)
+
+# %% ../nbs/02_training.ipynb #2043b5aa
+@dataclass
+class _Run:
+    "One training run: what `_prepare` built, the method's callables, and the state its parts update."
+    cfg: RunConfig
+    opts: TrainOptions
+    loss_fn: Callable
+    train_data: Sequence
+    collate: Callable
+    lengths: list
+    eval_data: Sequence | None
+    eval_fn: Callable | None
+    acc: Any                 # the accelerate.Accelerator
+    wrapped: dict            # trainable models as prepared (data-parallel wrappers under `accelerate launch`)
+    run_models: dict         # what the loss sees: frozen + wrapped (compiled with opts.compile)
+    unwrapped: dict          # the trainable models themselves: saved, loaded, evaluated
+    eval_models: dict        # frozen + unwrapped
+    opt: Any
+    sched: Any
+    total: int               # optimiser steps of the whole run
+    epochs: int
+    greater: bool            # a larger metric_for_best is better
+    out: Path | None
+    st: TrainState = field(default_factory=TrainState)
+    metrics: dict = field(default_factory=dict)   # the last evaluation
+
+def _prepare(models, loss_fn, train_data, cfg, collate, lengths, eval_data, eval_fn, opts) -> _Run:
+    "The accelerator, the prepared models and optimiser, the step budget and the schedule."
+    from accelerate import Accelerator
     collate = collate or partial(pad_collate, left=opts.padding_side == "left", pad_to_multiple_of=opts.pad_to_multiple_of)
     if len(train_data) == 0:
         raise ValueError("train_data is empty")
@@ -286,122 +326,139 @@ def _train(models, loss_fn, train_data, cfg, *, collate, lengths, eval_data, eva
                                            rank=acc.process_index, world=acc.num_processes))
     steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
     total = cfg.max_steps if cfg.max_steps > 0 else steps_per_epoch * cfg.epochs
-    epochs = math.ceil(total / steps_per_epoch)
-    sched = make_scheduler(opt, cfg, total)
-    greater = opts.greater_is_better if opts.greater_is_better is not None else "loss" not in opts.metric_for_best
-    out = Path(opts.output_dir) if opts.output_dir else None
+    return _Run(cfg=cfg, opts=opts, loss_fn=loss_fn, train_data=train_data, collate=collate, lengths=lengths,
+                eval_data=eval_data, eval_fn=eval_fn, acc=acc, wrapped=wrapped, run_models=run_models,
+                unwrapped=unwrapped, eval_models=eval_models, opt=opt, sched=make_scheduler(opt, cfg, total),
+                total=total, epochs=math.ceil(total / steps_per_epoch),
+                greater=opts.greater_is_better if opts.greater_is_better is not None else "loss" not in opts.metric_for_best,
+                out=Path(opts.output_dir) if opts.output_dir else None)
 
-    st = TrainState()
-    ck = latest_checkpoint(out) if opts.resume else None
+def _resume(r: _Run) -> None:
+    "Load the newest checkpoint of `output_dir` (with `resume`): weights, optimiser, schedule, RNG, state."
+    ck = latest_checkpoint(r.out) if r.opts.resume else None
     if ck is not None:
-        load_weights(unwrapped, ck)
-        opt.load_state_dict(torch.load(ck / "optimizer.pt", weights_only=False))
-        sched.load_state_dict(torch.load(ck / "scheduler.pt", weights_only=False))
+        load_weights(r.unwrapped, ck)
+        r.opt.load_state_dict(torch.load(ck / "optimizer.pt", weights_only=False))
+        r.sched.load_state_dict(torch.load(ck / "scheduler.pt", weights_only=False))
         _set_rng_state(torch.load(ck / "rng.pt", weights_only=False))
-        st = TrainState(**json.loads((ck / "state.json").read_text()))
-        if st.run_id and st.run_id != cfg.run_id:
-            raise ValueError(f"{ck}: checkpoint of run {st.run_id}, not of {cfg.run_id}; "
+        r.st = TrainState(**json.loads((ck / "state.json").read_text()))
+        if r.st.run_id and r.st.run_id != r.cfg.run_id:
+            raise ValueError(f"{ck}: checkpoint of run {r.st.run_id}, not of {r.cfg.run_id}; "
                              f"use one output_dir per run (or resume=False)")
-    st.run_id = cfg.run_id
+    r.st.run_id = r.cfg.run_id
 
-    def checkpoint():
-        if out is None or not acc.is_main_process: return
-        def write(d: Path):
-            save_weights(unwrapped, d)
-            torch.save(opt.state_dict(), d / "optimizer.pt"); torch.save(sched.state_dict(), d / "scheduler.pt")
-            torch.save(_rng_state(), d / "rng.pt")
-            (d / "state.json").write_text(json.dumps(asdict(st)))
-        _atomic_dir(out / "checkpoints" / f"step-{st.step:08d}", write)
-        for old in sorted((out / "checkpoints").glob("step-*"))[:-opts.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
+def _save_checkpoint(r: _Run) -> None:
+    "Weights, optimiser, schedule, RNG states and `TrainState` in `checkpoints/step-N` (atomic; the newest kept)."
+    if r.out is None or not r.acc.is_main_process: return
+    def write(d: Path):
+        save_weights(r.unwrapped, d)
+        torch.save(r.opt.state_dict(), d / "optimizer.pt"); torch.save(r.sched.state_dict(), d / "scheduler.pt")
+        torch.save(_rng_state(), d / "rng.pt")
+        (d / "state.json").write_text(json.dumps(asdict(r.st)))
+    _atomic_dir(r.out / "checkpoints" / f"step-{r.st.step:08d}", write)
+    for old in sorted((r.out / "checkpoints").glob("step-*"))[:-r.opts.keep_checkpoints]:
+        shutil.rmtree(old, ignore_errors=True)
 
-    def evaluate() -> dict:
-        for m in eval_models.values(): m.eval()
-        metrics = {}
-        if eval_data is not None:
-            metrics["eval_loss"] = eval_loss(eval_models, loss_fn, eval_data, collate, cfg.batch_size, acc.device)
-        if eval_fn is not None:
-            metrics.update(eval_fn(eval_models))
-        for m in wrapped.values(): m.train()
-        if metrics and opts.metric_for_best in metrics:
-            v = float(metrics[opts.metric_for_best])
-            better = st.best_metric is None or (v > st.best_metric if greater else v < st.best_metric)
-            if better:
-                st.best_metric, st.best_step, st.bad_evals = v, st.step, 0
-                if out is not None and acc.is_main_process:
-                    _atomic_dir(out / "best", lambda d: save_weights(unwrapped, d))
-            else:
-                st.bad_evals += 1
-        st.history.append({"kind": "eval", "step": st.step, "epoch": st.epoch,
-                           **{k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}})
-        return metrics
-
-    bar = tqdm(total=total, initial=st.step, disable=(not opts.progress) if opts.progress is not None else None,
-               desc="train", dynamic_ncols=True)
-    for m in wrapped.values(): m.train()
-    st.processes = acc.num_processes
-    done, metrics = st.step >= total, {}
-    while not done and st.epoch < epochs:
-        batches = length_grouped_batches(lengths, cfg.batch_size, cfg.seed, st.epoch, group=opts.group_by_length,
-                                         rank=acc.process_index, world=acc.num_processes)
-        micro, logs_acc = 0, {}
-        for bi in range(st.batch_in_epoch, len(batches)):
-            t0 = time.perf_counter()
-            batch = _to(collate([train_data[i] for i in batches[bi]]), acc.device)
-            last = bi == len(batches) - 1
-            sync = (micro + 1) % cfg.grad_accum == 0 or last
-            with ExitStack() as stack:
-                if not sync:
-                    for m in wrapped.values(): stack.enter_context(acc.no_sync(m))
-                with acc.autocast():
-                    loss, logs = loss_fn(run_models, batch)
-                acc.backward(loss / cfg.grad_accum)
-            micro += 1
-            st.tokens += _count_tokens(batch, opts.count_label_tokens)
-            logs_acc["loss"] = logs_acc.get("loss", 0.0) + float(loss.detach()) / cfg.grad_accum
-            for k, v in (logs or {}).items():
-                logs_acc[k] = logs_acc.get(k, 0.0) + float(v) / cfg.grad_accum
-            if not sync:
-                st.train_seconds += time.perf_counter() - t0
-                continue
-            if cfg.max_grad_norm and cfg.max_grad_norm > 0:
-                acc.clip_grad_norm_([p for m in wrapped.values() for p in m.parameters()], cfg.max_grad_norm)
-            opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
-            st.step += 1; st.batch_in_epoch = bi + 1
-            st.train_seconds += time.perf_counter() - t0
-            step_logs = {"kind": "train", "step": st.step, "epoch": st.epoch, "lr": sched.get_last_lr()[0], **logs_acc}
-            if st.step % opts.log_steps == 0 or st.step == 1:
-                st.history.append(step_logs)
-            bar.update(1); bar.set_postfix(loss=f"{logs_acc['loss']:.4f}")
-            micro, logs_acc = 0, {}
-            if opts.eval_steps and st.step % opts.eval_steps == 0:
-                metrics = evaluate()
-            if opts.save_steps and st.step % opts.save_steps == 0:
-                checkpoint()
-            for cb in opts.callbacks: cb(st, step_logs)
-            if cfg.early_stopping_patience and st.bad_evals >= cfg.early_stopping_patience:
-                st.stopped_early = True
-            if st.step >= total or st.stopped_early:
-                done = True; break
+def _evaluate(r: _Run) -> dict:
+    "`eval_loss` and `eval_fn` on the unwrapped models; keeps the best metric (and its weights in `best/`)."
+    st, opts = r.st, r.opts
+    for m in r.eval_models.values(): m.eval()
+    metrics = {}
+    if r.eval_data is not None:
+        metrics["eval_loss"] = eval_loss(r.eval_models, r.loss_fn, r.eval_data, r.collate, r.cfg.batch_size, r.acc.device)
+    if r.eval_fn is not None:
+        metrics.update(r.eval_fn(r.eval_models))
+    for m in r.wrapped.values(): m.train()
+    if metrics and opts.metric_for_best in metrics:
+        v = float(metrics[opts.metric_for_best])
+        better = st.best_metric is None or (v > st.best_metric if r.greater else v < st.best_metric)
+        if better:
+            st.best_metric, st.best_step, st.bad_evals = v, st.step, 0
+            if r.out is not None and r.acc.is_main_process:
+                _atomic_dir(r.out / "best", lambda d: save_weights(r.unwrapped, d))
         else:
-            st.epoch += 1; st.batch_in_epoch = 0
-            if not opts.eval_steps:
-                metrics = evaluate()
-            checkpoint()
-            if cfg.early_stopping_patience and st.bad_evals >= cfg.early_stopping_patience:
-                st.stopped_early = True; done = True
-    bar.close()
+            st.bad_evals += 1
+    st.history.append({"kind": "eval", "step": st.step, "epoch": st.epoch,
+                       **{k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}})
+    r.metrics = metrics
+    return metrics
+
+def _micro_step(r: _Run, batch: dict, sync: bool, logs_acc: dict) -> None:
+    "Forward and backward of one micro-batch (loss / grad_accum; no gradient sync unless `sync`), its logs summed."
+    with ExitStack() as stack:
+        if not sync:
+            for m in r.wrapped.values(): stack.enter_context(r.acc.no_sync(m))
+        with r.acc.autocast():
+            loss, logs = r.loss_fn(r.run_models, batch)
+        r.acc.backward(loss / r.cfg.grad_accum)
+    r.st.tokens += _count_tokens(batch, r.opts.count_label_tokens)
+    logs_acc["loss"] = logs_acc.get("loss", 0.0) + float(loss.detach()) / r.cfg.grad_accum
+    for k, v in (logs or {}).items():
+        logs_acc[k] = logs_acc.get(k, 0.0) + float(v) / r.cfg.grad_accum
+
+def _optimizer_step(r: _Run) -> None:
+    "Clip the gradients (`max_grad_norm`), step the optimiser and the schedule, clear the gradients."
+    if r.cfg.max_grad_norm and r.cfg.max_grad_norm > 0:
+        r.acc.clip_grad_norm_([p for m in r.wrapped.values() for p in m.parameters()], r.cfg.max_grad_norm)
+    r.opt.step(); r.sched.step(); r.opt.zero_grad(set_to_none=True)
+
+def _patience_spent(r: _Run) -> bool:
+    return bool(r.cfg.early_stopping_patience and r.st.bad_evals >= r.cfg.early_stopping_patience)
+
+def _epoch(r: _Run, bar) -> bool:
+    "The rest of the current epoch from `st.batch_in_epoch`; True when the run is done (budget or patience)."
+    cfg, opts, st = r.cfg, r.opts, r.st
+    batches = length_grouped_batches(r.lengths, cfg.batch_size, cfg.seed, st.epoch, group=opts.group_by_length,
+                                     rank=r.acc.process_index, world=r.acc.num_processes)
+    micro, logs_acc = 0, {}
+    for bi in range(st.batch_in_epoch, len(batches)):
+        t0 = time.perf_counter()
+        batch = _to(r.collate([r.train_data[i] for i in batches[bi]]), r.acc.device)
+        sync = (micro + 1) % cfg.grad_accum == 0 or bi == len(batches) - 1
+        _micro_step(r, batch, sync, logs_acc)
+        micro += 1
+        if not sync:
+            st.train_seconds += time.perf_counter() - t0
+            continue
+        _optimizer_step(r)
+        st.step += 1; st.batch_in_epoch = bi + 1
+        st.train_seconds += time.perf_counter() - t0
+        step_logs = {"kind": "train", "step": st.step, "epoch": st.epoch, "lr": r.sched.get_last_lr()[0], **logs_acc}
+        if st.step % opts.log_steps == 0 or st.step == 1:
+            st.history.append(step_logs)
+        bar.update(1); bar.set_postfix(loss=f"{logs_acc['loss']:.4f}")
+        micro, logs_acc = 0, {}
+        if opts.eval_steps and st.step % opts.eval_steps == 0:
+            _evaluate(r)
+        if opts.save_steps and st.step % opts.save_steps == 0:
+            _save_checkpoint(r)
+        for cb in opts.callbacks: cb(st, step_logs)
+        if _patience_spent(r):
+            st.stopped_early = True
+        if st.step >= r.total or st.stopped_early:
+            return True
+    st.epoch += 1; st.batch_in_epoch = 0
+    if not opts.eval_steps:
+        _evaluate(r)
+    _save_checkpoint(r)
+    if _patience_spent(r):
+        st.stopped_early = True; return True
+    return False
+
+def _finish(r: _Run) -> TrainResult:
+    "A last evaluation unless the last step had one, the best weights back (`load_best`), checkpoints removed."
+    st, out = r.st, r.out
     evals = [h for h in st.history if h["kind"] == "eval"]
-    if (eval_data is not None or eval_fn is not None) and (not evals or evals[-1]["step"] != st.step):
-        metrics = evaluate(); evals = [h for h in st.history if h["kind"] == "eval"]
+    if (r.eval_data is not None or r.eval_fn is not None) and (not evals or evals[-1]["step"] != st.step):
+        _evaluate(r); evals = [h for h in st.history if h["kind"] == "eval"]
     elif evals:
-        metrics = metrics or {k: v for k, v in evals[-1].items() if k not in ("kind", "step", "epoch")}
-    acc.wait_for_everyone()
-    if opts.load_best and out is not None and st.best_step is not None and (out / "best").is_dir():
-        load_weights(unwrapped, out / "best")
-    if opts.cleanup and out is not None and acc.is_main_process:
+        r.metrics = r.metrics or {k: v for k, v in evals[-1].items() if k not in ("kind", "step", "epoch")}
+    r.acc.wait_for_everyone()
+    if r.opts.load_best and out is not None and st.best_step is not None and (out / "best").is_dir():
+        load_weights(r.unwrapped, out / "best")
+    if r.opts.cleanup and out is not None and r.acc.is_main_process:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     best = next((h for h in evals if h["step"] == st.best_step), None)
-    return TrainResult(state=st, final_metrics=metrics, best_metric=st.best_metric,
+    return TrainResult(state=st, final_metrics=r.metrics, best_metric=st.best_metric,
                        best_metrics={k: v for k, v in (best or {}).items() if k not in ("kind",)},
                        tokens_per_s=st.tokens / st.train_seconds if st.train_seconds else 0.0)

@@ -66,7 +66,8 @@ def test_spider_present_uses_every_database(completed_data):
     kept, w = _load_recording("spider", split="validation", require_db=True)
     assert len(kept["validation"]) == 1034 and w == []
     rows = [r for r in dd["validation"] if r["db_id"] == "wta_1"][:3]
-    res = spider.evaluate([r["query"] for r in rows], rows)
+    from knife_repro.data import spider_eval
+    res = spider_eval.evaluate([r["query"] for r in rows], rows)
     assert res["skipped_missing_db"] == 0 and res["n_executed"] == 3 and not res["gold_errors"]
 
 

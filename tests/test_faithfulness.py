@@ -130,7 +130,7 @@ def test_causal_simulator_rows_put_labels_on_the_target_only():
 
 
 def test_causal_simulator_trains_and_simulates():
-    from knife_repro.baselines import is_causal
+    from knife_repro.qa import is_causal
     from knife_repro.core import RunConfig
     from knife_repro.faithfulness import las_eval, simulate, train_simulator
     cfg = RunConfig(method="x", dataset="toy", seed=0, scale="smoke", max_source_len=48, max_target_len=8)

@@ -143,7 +143,7 @@ def test_filter_keeps_and_drops_on_constructed_example():
 
 
 def test_filter_with_a_real_verifier_matches_direct_scoring():
-    from knife_repro.baselines import score_choices
+    from knife_repro.qa import score_choices
     from knife_repro.models import load_seq2seq
     m, tok = load_seq2seq("tiny-t5", seed=3)
     exs = EXS[:6]

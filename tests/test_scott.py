@@ -163,7 +163,7 @@ def test_bad_flags_name_the_parameter():
 
 # --- decoder-only students ----------------------------------------------------------------
 
-from knife_repro.baselines import CAUSAL_SEP
+from knife_repro.qa import CAUSAL_SEP
 from knife_repro.scott import student_generate, student_input
 from knife_repro.training import pad_collate
 

@@ -15,9 +15,7 @@ from . import DataError, dataset_dir, pick_splits, read_json, require
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SPLIT_FILES', 'spider_dir', 'db_path', 'Schema', 'load_schemas', 'serialize_schema', 'load', 'missing_dbs',
-           'ERROR_KINDS', 'SQLExecutionError', 'SQLParts', 'evaluate', 'exact_set_diff', 'exact_set_match', 'execute',
-           'execution_match', 'hardness', 'results_match', 'sql_components', 'sql_parts']
+__all__ = ['log', 'SPLIT_FILES', 'spider_dir', 'db_path', 'Schema', 'load_schemas', 'serialize_schema', 'load', 'missing_dbs']
 
 # %% ../../nbs/13_spider.ipynb #b3dea57c
 SPLIT_FILES = {"train": "train_spider.min.json", "validation": "dev.json"}
@@ -117,10 +115,3 @@ def load(split: str | list[str] | None = None, root: str | Path | None = None, r
 def missing_dbs(root: str | Path | None = None) -> list[str]:
     "The db_ids of tables.json whose SQLite file is not in the data."
     return sorted(d for d in load_schemas(root) if db_path(d, root) is None)
-
-# %% ../../nbs/13_spider.ipynb #5b6595b6
-from .spider_eval import (  # noqa: E402  (re-exported)
-    ERROR_KINDS, SQLExecutionError, SQLParts, evaluate, exact_set_diff, exact_set_match, execute,
-    execution_match, hardness, results_match, sql_components, sql_parts)
-_all_ = ["ERROR_KINDS", "SQLExecutionError", "SQLParts", "evaluate", "exact_set_diff", "exact_set_match", "execute",
-         "execution_match", "hardness", "results_match", "sql_components", "sql_parts"]

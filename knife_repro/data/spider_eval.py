@@ -17,6 +17,8 @@ from typing import Any, Iterable
 import sqlglot
 from sqlglot import exp
 
+from .spider import db_path, load_schemas
+
 # %% auto #0
 __all__ = ['ERROR_KINDS', 'VALUE', 'SQLExecutionError', 'execute', 'results_match', 'has_top_level_order', 'execution_match',
            'SQLParts', 'sql_parts', 'exact_set_diff', 'exact_set_match', 'sql_components', 'hardness', 'evaluate']
@@ -351,7 +353,6 @@ def hardness(sql: str) -> str:
 def evaluate(preds: list[str], examples: Iterable[dict], root: str | Path | None = None,
              timeout_s: float = 2.0, max_rows: int = 10_000, details: bool = False) -> dict:
     "Exact set match and execution accuracy of `preds` against `examples` (db_id, query)."
-    from knife_repro.data.spider import db_path, load_schemas
     schemas = load_schemas(root)
     examples = list(examples)
     if len(preds) != len(examples):
