@@ -28,8 +28,8 @@ from .tables import (AGG_COLUMNS, DEFAULT_BY, aggregate, error_line, fmt, link_p
 __all__ = ['CONFIG_KEYS', 'REQUIRED', 'NOT_BUDGET', 'RECORDS_DIR', 'DEFAULT_RUNS', 'METHOD_LABELS', 'LABEL_FIXED',
            'MAX_LABEL_SETTINGS', 'PAPER_NUMBERS', 'PAPER_COLUMNS', 'NOT_FRACTIONS', 'RESULT_COLUMNS', 'HEADLINE',
            'COMPARE_COLUMNS', 'CI_CONVENTION', 'config_key', 'record_row', 'collect_runs', 'config_labels',
-           'unit_factor', 'load_paper_numbers', 'paper_numbers', 'paper_table', 'results_table', 'overview', 'slug',
-           'write_tables', 'write_figures', 'sweep_status', 'compare', 'write_summary', 'main']
+           'unit_factor', 'load_paper_numbers', 'paper_numbers', 'paper_table', 'results_table', 'wide_table',
+           'overview', 'slug', 'write_tables', 'write_figures', 'sweep_status', 'compare', 'write_summary', 'main']
 
 # %% ../nbs/31_report.ipynb #8be2e2d7
 CONFIG_KEYS = ("method", "dataset", "model", "seed", "scale", "train_fraction")
@@ -221,7 +221,7 @@ def paper_table(df: pd.DataFrame, paper: str, *, ref: pd.DataFrame | None = None
 
 # %% ../nbs/31_report.ipynb #d83d6b63
 RESULT_COLUMNS = ["config", "method", "dataset", "model", "size", "scale", "metric", "mean", "std", "ci_low", "ci_high",
-                  "n", "seeds", "paper_model", "paper_size", "paper", "record"]
+                  "n", "seeds", "paper_model", "paper_size", "paper_setting", "paper", "record"]
 
 def results_table(df: pd.DataFrame, metrics: Sequence[str] = ("accuracy",), paper: str | None = None,
                   ref: pd.DataFrame | None = None, **where) -> pd.DataFrame:
@@ -237,15 +237,43 @@ def results_table(df: pd.DataFrame, metrics: Sequence[str] = ("accuracy",), pape
     for c in ("mean", "std", "ci_low", "ci_high"):
         out[c] = [unit_factor(m) * v for m, v in zip(out.metric, out[c])]
     out = out.rename(columns={"label": "config", "path": "record"})
-    out["paper_model"], out["paper_size"], out["paper"] = "", "", math.nan
+    out["paper_model"], out["paper_size"], out["paper_setting"], out["paper"] = "", "", "", math.nan
     if paper:
         cells = paper_numbers(paper, ref=ref)
         for i, r in out.iterrows():
             c = cells[(cells.dataset == r.dataset) & (cells.method == r.method) & (cells.metric == r.metric)]
             runs_of = d[(d.method == r.method) & (d.dataset == r.dataset) & (d["flags"] == r["flags"]) & (d["budget"] == r["budget"])]
             c = c[pd.Series([not s or bool(_matches(runs_of, s).all()) for s in c.setting], index=c.index, dtype=bool)]
-            if len(c): out.loc[i, ["paper_model", "paper_size", "paper"]] = [c.model.iloc[0], c["size"].iloc[0], c.value.iloc[0]]
-    return out[RESULT_COLUMNS].sort_values(["dataset", "metric", "model", "config"], kind="stable").reset_index(drop=True)
+            if len(c):
+                out.loc[i, ["paper_model", "paper_size", "paper_setting", "paper"]] = [
+                    c.model.iloc[0], c["size"].iloc[0], c.setting.iloc[0], c.value.iloc[0]]
+    order = {m: i for i, m in enumerate(metrics)}                     # the caller's metric order
+    return (out.assign(_m=out.metric.map(order)).sort_values(["dataset", "_m", "model", "config"], kind="stable")
+               [RESULT_COLUMNS].reset_index(drop=True))
+
+# %% ../nbs/31_report.ipynb #f94456c3
+def _cell(r, ci: bool) -> str:
+    s = f"{r['mean']:.1f}" + (f" ± {r['std']:.1f}" if r["n"] > 1 else "")
+    if ci and not (pd.isna(r["ci_low"]) or pd.isna(r["ci_high"])): s += f" [{r['ci_low']:.1f}, {r['ci_high']:.1f}]"
+    return s
+
+def wide_table(rt: pd.DataFrame, ci: bool = True) -> pd.DataFrame:
+    "A `results_table` as one row per configuration (cells 'mean ± std [CI]') and one row per paper model (its cells)."
+    if rt.empty: return rt
+    keys, metrics = ["config", "dataset", "model", "size", "scale", "seeds"], list(dict.fromkeys(rt.metric))
+    ours = (rt.assign(cell=[_cell(r, ci) for _, r in rt.iterrows()])
+              .pivot_table(index=keys, columns="metric", values="cell", aggfunc="first", sort=False)
+              .reindex(columns=metrics).reset_index())
+    pap = rt[rt.paper.notna()].drop_duplicates(["dataset", "paper_model", "paper_setting", "metric"])
+    if len(pap):
+        p = (pap.assign(cell=pap.paper.map(lambda v: f"{v:g}"))
+                .pivot_table(index=["dataset", "paper_model", "paper_size", "paper_setting"], columns="metric", values="cell",
+                             aggfunc="first")
+                .reindex(columns=metrics).reset_index().rename(columns={"paper_model": "model", "paper_size": "size"}))
+        p = p.assign(config=["paper" + (f" ({s})" if s else "") for s in p.paper_setting], scale="", seeds="")
+        ours = pd.concat([p[ours.columns], ours], ignore_index=True)
+    ours.columns.name = None
+    return ours.fillna("")
 
 # %% ../nbs/31_report.ipynb #3fc75099
 HEADLINE = ("accuracy", "las", "perturbed_accuracy", "oracle_accuracy", "exact_set_match", "execution_accuracy",
