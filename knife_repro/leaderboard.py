@@ -13,7 +13,7 @@ import pandas as pd
 
 from .core import PROJECT_ROOT, RESULTS_DIR, ConfigError, RunConfig
 from .faithfulness import FAITHFULNESS
-from .tables import aggregate, error_line, link_pair, save_figure, to_markdown, write_table
+from .tables import aggregate, error_line, link_pair, model_size, save_figure, to_markdown, write_table
 
 # %% auto #0
 __all__ = ['LEADERBOARD', 'RATIONALE', 'DATASETS', 'STUDENT', 'BUDGET', 'HELPERS', 'LEADERBOARD_SWEEP', 'LB_METRICS', 'LB_EXTRA',
@@ -75,7 +75,7 @@ LEADERBOARD_SWEEP = PROJECT_ROOT / "sweeps" / "leaderboard.yaml"
 LB_METRICS = {"accuracy": "accuracy", "las": "LAS", "perturbed_accuracy": "perturbed"}
 LB_EXTRA = ("own_rationale_accuracy",)   # shown inside the perturbed cell
 DATASET_NAMES = {"strategyqa": "StrategyQA", "openbookqa": "OpenBookQA"}
-LB_POINT_COLUMNS = ["method", "dataset", "seed", "run_id", "point", "status", "reason"]
+LB_POINT_COLUMNS = ["method", "dataset", "seed", "model", "run_id", "point", "status", "reason"]
 
 def leaderboard_points(sweep: str | Path = LEADERBOARD_SWEEP, scale: str = "smoke",
                        results_dir: str | Path | None = None) -> pd.DataFrame:
@@ -88,7 +88,8 @@ def leaderboard_points(sweep: str | Path = LEADERBOARD_SWEEP, scale: str = "smok
         prm = p["params"]
         cfg = leaderboard_config(prm["method"], prm["dataset"], prm["seed"], prm["scale"], prm.get("model", ""))
         st = None if p["excluded"] else (read_status(status_path(sw, p, results_dir)) or {})
-        rows.append({"method": prm["method"], "dataset": prm["dataset"], "seed": int(prm["seed"]), "run_id": cfg.run_id,
+        rows.append({"method": prm["method"], "dataset": prm["dataset"], "seed": int(prm["seed"]), "model": cfg.model,
+                     "run_id": cfg.run_id,
                      "point": p["id"], "status": "excluded" if p["excluded"] else st.get("status", "not run"),
                      "reason": p["excluded"] or error_line(st.get("error") or "")})
     return pd.DataFrame(rows, columns=LB_POINT_COLUMNS)
@@ -204,7 +205,8 @@ def write_leaderboard(df: pd.DataFrame, out_dir: str | Path, sweep: str | Path |
             write_table(t, tdir, n)
         f = write_leaderboard_figure(df, pts, out_dir, name); figs += f
         n_rec = int(pts.run_id.isin(set(leaderboard_runs(df, pts).run_id)).sum())
-        L += [f"### {sc} scale: {n_rec} of {len(pts)} points have a run record", "", LB_LEGEND, "",
+        students = ", ".join(f"`{m}` ({model_size(m) or 'size unknown'})" for m in dict.fromkeys(pts.model))
+        L += [f"### {sc} scale: {n_rec} of {len(pts)} points have a run record", "", f"Student: {students}. " + LB_LEGEND, "",
               link_pair(name) + " · numbers: " + link_pair(f"{name}_numbers"), "", to_markdown(wide)]
         L += (["Points without a run record (never dropped silently):", "", to_markdown(missing)] if len(missing)
               else ["Every point has a run record.", ""])

@@ -151,6 +151,7 @@ def test_leaderboard_in_summary(board):
     text = p.read_text()
     assert "## Cross-method leaderboard" in text and "### smoke scale: 10 of 24 points have a run record" in text
     assert "60.0 ± 10.0 (n=3)" in text and "no prompt here" in text and "ValueError: no rows" in text
+    assert "Student: `tiny-t5` (1.97M)." in text                               # the model and its size
     assert "- SCOTT · strategyqa · seed 2: LAS not computed: no valid y_hat" in text
     for ext in ("md", "tex"):
         assert (root / "out" / "tables" / f"leaderboard_smoke.{ext}").is_file()
