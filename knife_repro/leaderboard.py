@@ -17,8 +17,8 @@ from .tables import aggregate, error_line, link_pair, model_size, save_figure, t
 
 # %% auto #0
 __all__ = ['LEADERBOARD', 'RATIONALE', 'DATASETS', 'STUDENT', 'BUDGET', 'HELPERS', 'LEADERBOARD_SWEEP', 'LB_METRICS', 'LB_EXTRA',
-           'DATASET_NAMES', 'LB_POINT_COLUMNS', 'LB_LEGEND', 'method_flags', 'leaderboard_config', 'run_point',
-           'leaderboard_points', 'leaderboard_runs', 'leaderboard_numbers', 'leaderboard_tables',
+           'DATASET_NAMES', 'CHANCE', 'LB_POINT_COLUMNS', 'LB_LEGEND', 'method_flags', 'leaderboard_config',
+           'run_point', 'leaderboard_points', 'leaderboard_runs', 'leaderboard_numbers', 'leaderboard_tables',
            'write_leaderboard_figure', 'leaderboard_scales', 'write_leaderboard']
 
 # %% ../nbs/32_leaderboard.ipynb #981dd1bd
@@ -75,6 +75,7 @@ LEADERBOARD_SWEEP = PROJECT_ROOT / "sweeps" / "leaderboard.yaml"
 LB_METRICS = {"accuracy": "accuracy", "las": "LAS", "perturbed_accuracy": "perturbed"}
 LB_EXTRA = ("own_rationale_accuracy",)   # shown inside the perturbed cell
 DATASET_NAMES = {"strategyqa": "StrategyQA", "openbookqa": "OpenBookQA"}
+CHANCE = {"strategyqa": 1 / 2, "openbookqa": 1 / 4}   # 1 / the number of answer options (yes/no; four choices)
 LB_POINT_COLUMNS = ["method", "dataset", "seed", "model", "run_id", "point", "status", "reason"]
 
 def leaderboard_points(sweep: str | Path = LEADERBOARD_SWEEP, scale: str = "smoke",
@@ -168,9 +169,12 @@ def write_leaderboard_figure(df: pd.DataFrame, pts: pd.DataFrame, out_dir: str |
         sns.barplot(data=v, x="label", y="value", hue="dataset", order=order, hue_order=hues, errorbar="sd", alpha=0.7, ax=ax)
         sns.stripplot(data=v, x="label", y="value", hue="dataset", order=order, hue_order=hues, dodge=True,
                       palette="dark:k", size=3, legend=False, ax=ax)
+        if k != "las":                                   # chance per dataset, in the dataset's colour
+            for colour, ds in zip(sns.color_palette(), dict.fromkeys(pts.dataset)):
+                if ds in CHANCE: ax.axhline(100 * CHANCE[ds], ls="--", lw=1, color=colour, label=f"chance, {DATASET_NAMES.get(ds, ds)}")
         ax.set_xlabel(""); ax.legend(fontsize=7, loc="best")
     axes[-1].tick_params(axis="x", rotation=30)
-    axes[0].set_title("Cross-method leaderboard (bars: mean over seeds ± sd; dots: seeds)")
+    axes[0].set_title("Cross-method leaderboard (bars: mean over seeds ± sd; dots: seeds; dashed: chance)")
     return save_figure(fig, fdir, name)
 
 def leaderboard_scales(sweep: str | Path = LEADERBOARD_SWEEP, results_dir: str | Path | None = None) -> list[str]:
