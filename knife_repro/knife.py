@@ -28,7 +28,7 @@ from .training import TrainOptions, load_weights, pad_collate, save_weights, tra
 
 # %% auto #0
 __all__ = ['SCORES', 'POSITIONS', 'KD', 'KD_OUT', 'KD_IN_LAYERS', 'METHODS', 'VARIANTS', 'TEACHER_FLAGS', 'STUDENT_INIT',
-           'CONFIG', 'DEFAULTS', 'PAD', 'FTR', 'TASK', 'ANSWER', 'LABELS', 'PAPER', 'task_text', 'encode_choices',
+           'CONFIG', 'DEFAULTS', 'PAD', 'FTR', 'TASK', 'ANSWER', 'LABELS', 'task_text', 'encode_choices',
            'choice_collate', 'ChoiceScorer', 'choice_logits', 'cross_mask_of', 'teacher_forward', 'student_forward',
            'masked_mse', 'choice_kl', 'teacher_targets', 'make_student_loss', 'make_teacher_loss', 'weights_hash',
            'data_hash', 'compute_teacher_states', 'teacher_cache_path', 'cached_teacher_states', 'predict_choices',
@@ -598,7 +598,6 @@ def causal_student_forward(student: ChoiceScorer, batch: dict, layers: str = "la
 LABELS = {"ft_io": "FT I→O", "ft_ior": "FT I→OR", "ft_iro": "FT I→RO", "ft_ir_o": "FT IR→O (oracle)",
           "knife_teacher": "KNIFE teacher (oracle)", "ft_teacher_init": "FT Teacher Init",
           "knife_in": "KNIFE (In)", "knife_out": "KNIFE (Out)", "knife": "KNIFE (In+Out)"}
-PAPER = {}  # (label, dataset, model) -> Table 1 accuracy; unknown (reference/methods.md §1.6), so empty
 
 def label_of(rec: dict) -> str:
     "The table label of a run record."
@@ -611,16 +610,18 @@ def label_of(rec: dict) -> str:
     return LABELS.get(m, m)
 
 def results_table(run_dir: str | Path, **where) -> "pd.DataFrame":
-    "One row per (method label, dataset, model, scale, train_fraction, budget): mean/std over seeds and the CI."
+    "One row per (method label, dataset, model, scale, train_fraction, budget): mean ± std over seeds, CI, size, paper."
     import pandas as pd
-    from knife_repro.metrics import mean_std
+    from knife_repro.report import paper_numbers
+    from knife_repro.tables import aggregate, model_size
     recs = [json.loads(p.read_text()) for p in sorted(Path(run_dir).glob("*.json"))]
     rows = []
     for r in recs:
         c = r["config"]
         if c["method"] not in LABELS or any(c.get(k) != v for k, v in where.items()): continue
-        rows.append({"method": label_of(r), "dataset": c["dataset"], "model": c["model"], "scale": c["scale"],
-                     "train_fraction": c["train_fraction"], "seed": c["seed"], "accuracy": r["metrics"]["accuracy"],
+        rows.append({"method": label_of(r), "method_id": c["method"], "dataset": c["dataset"], "model": c["model"],
+                     "scale": c["scale"], "train_fraction": c["train_fraction"], "seed": c["seed"],
+                     "accuracy": r["metrics"]["accuracy"], "size": model_size(c["model"], r["metrics"].get("params")),
                      # runs with another budget (e.g. the leaderboard's) are other rows, never averaged in
                      "budget": f"{c['epochs']} ep, lr {c['lr']:g}, batch {c['batch_size']}, train {c['max_train_samples']}",
                      "n": r["metrics"].get("n"), **{f"accuracy_ci_{k}": r["metrics"].get(f"accuracy_ci_{k}",
@@ -628,12 +629,16 @@ def results_table(run_dir: str | Path, **where) -> "pd.DataFrame":
     if not rows: return pd.DataFrame()
     df = pd.DataFrame(rows)
     keys = ["method", "dataset", "model", "scale", "train_fraction", "budget"]
-    def agg(g):
-        mu, sd = mean_std(g["accuracy"].tolist()); first = g.sort_values("seed").iloc[0]
-        return pd.Series({"seeds": ",".join(map(str, sorted(g["seed"]))), "accuracy": mu, "std": sd,
-                          "ci_low": first["accuracy_ci_low"], "ci_high": first["accuracy_ci_high"], "n_test": first["n"],
-                          "paper": PAPER.get((g.name[0], g.name[1], g.name[2]))})
+    t = aggregate(df, by=keys, metric="accuracy").drop(columns=["metric"]).rename(columns={"mean": "accuracy", "n": "n_seeds"})
+    first = df.sort_values("seed").drop_duplicates(keys).set_index(keys)
+    t["method_id"] = [first.loc[tuple(k), "method_id"] for k in t[keys].values]
+    t["size"] = [first.loc[tuple(k), "size"] for k in t[keys].values]
+    t["n_test"] = [first.loc[tuple(k), "n"] for k in t[keys].values]
+    cells = paper_numbers("KNIFE", metric="accuracy")
+    t["paper"] = [next(iter(cells[(cells.dataset == d) & (cells.method == m) & (cells.model == mo)].value), None)
+                  for d, m, mo in zip(t.dataset, t.method_id, t.model)]
+    t = t[["method", "dataset", "model", "size", "scale", "train_fraction", "budget", "seeds", "n_seeds", "accuracy",
+           "std", "ci_low", "ci_high", "n_test", "paper"]]
     order = {l: i for i, l in enumerate(LABELS.values())}
-    t = df.groupby(keys).apply(agg, include_groups=False).reset_index()
     return t.sort_values(["dataset", "model", "train_fraction", "method"], key=lambda s: s.map(order).fillna(99)
                          if s.name == "method" else s).reset_index(drop=True)

@@ -5,12 +5,21 @@
 # %% ../nbs/32_leaderboard.ipynb #2d7f9355
 from __future__ import annotations
 
-from .core import ConfigError, RunConfig
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from .core import PROJECT_ROOT, RESULTS_DIR, ConfigError, RunConfig
 from .faithfulness import FAITHFULNESS
+from .tables import aggregate, error_line, link_pair, model_size, save_figure, to_markdown, write_table
 
 # %% auto #0
-__all__ = ['LEADERBOARD', 'RATIONALE', 'DATASETS', 'STUDENT', 'BUDGET', 'HELPERS', 'method_flags', 'leaderboard_config',
-           'run_point']
+__all__ = ['LEADERBOARD', 'RATIONALE', 'DATASETS', 'STUDENT', 'BUDGET', 'HELPERS', 'LEADERBOARD_SWEEP', 'LB_METRICS', 'LB_EXTRA',
+           'DATASET_NAMES', 'CHANCE', 'LB_POINT_COLUMNS', 'LB_LEGEND', 'method_flags', 'leaderboard_config',
+           'run_point', 'leaderboard_points', 'leaderboard_runs', 'leaderboard_numbers', 'leaderboard_tables',
+           'write_leaderboard_figure', 'leaderboard_scales', 'write_leaderboard']
 
 # %% ../nbs/32_leaderboard.ipynb #981dd1bd
 LEADERBOARD = {"ft_io": "FT I→O", "ft_ior": "FT I→OR", "ft_iro": "FT I→RO", "ft_ir_o": "FT IR→O (oracle)",
@@ -60,3 +69,154 @@ def run_point(cfg: RunConfig, force: bool = False) -> dict:
     "Run (or find) the record of one leaderboard config through its method module's `run`."
     from knife_repro.train import method_module
     return method_module(cfg.method).run(cfg, force=force)
+
+# %% ../nbs/32_leaderboard.ipynb #c9693d50
+LEADERBOARD_SWEEP = PROJECT_ROOT / "sweeps" / "leaderboard.yaml"
+LB_METRICS = {"accuracy": "accuracy", "las": "LAS", "perturbed_accuracy": "perturbed"}
+LB_EXTRA = ("own_rationale_accuracy",)   # shown inside the perturbed cell
+DATASET_NAMES = {"strategyqa": "StrategyQA", "openbookqa": "OpenBookQA"}
+CHANCE = {"strategyqa": 1 / 2, "openbookqa": 1 / 4}   # 1 / the number of answer options (yes/no; four choices)
+LB_POINT_COLUMNS = ["method", "dataset", "seed", "model", "run_id", "point", "status", "reason"]
+
+def leaderboard_points(sweep: str | Path = LEADERBOARD_SWEEP, scale: str = "smoke",
+                       results_dir: str | Path | None = None) -> pd.DataFrame:
+    "Every grid point of the leaderboard sweep at `scale`: method, dataset, seed, its run id and sweep state."
+    from knife_repro.sweep import all_points, load_sweep, read_status, status_path
+    results_dir = Path(results_dir or RESULTS_DIR)
+    sw = load_sweep(sweep, scale)
+    rows = []
+    for p in all_points(sw, results_dir):
+        prm = p["params"]
+        cfg = leaderboard_config(prm["method"], prm["dataset"], prm["seed"], prm["scale"], prm.get("model", ""))
+        st = None if p["excluded"] else (read_status(status_path(sw, p, results_dir)) or {})
+        rows.append({"method": prm["method"], "dataset": prm["dataset"], "seed": int(prm["seed"]), "model": cfg.model,
+                     "run_id": cfg.run_id,
+                     "point": p["id"], "status": "excluded" if p["excluded"] else st.get("status", "not run"),
+                     "reason": p["excluded"] or error_line(st.get("error") or "")})
+    return pd.DataFrame(rows, columns=LB_POINT_COLUMNS)
+
+def leaderboard_runs(df: pd.DataFrame, pts: pd.DataFrame) -> pd.DataFrame:
+    "The run rows of the leaderboard's points (matched by run id)."
+    if df.empty or "run_id" not in df: return df.iloc[0:0]
+    return df[df.run_id.isin(set(pts.run_id))]
+
+def leaderboard_numbers(df: pd.DataFrame, pts: pd.DataFrame) -> pd.DataFrame:
+    "Mean, std, n, seeds and mean CI of accuracy, LAS and perturbed accuracy per method × dataset (raw units)."
+    runs = leaderboard_runs(df, pts)
+    parts = [a for m in (*LB_METRICS, *LB_EXTRA) if not (a := aggregate(runs, by=["method", "dataset"], metric=m)).empty]
+    cols = ["method", "dataset", "metric", "mean", "std", "n", "seeds", "ci_low", "ci_high"]
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+
+def _lb_value(a, pct: bool, ci: bool = False) -> str:
+    f = 100.0 if pct else 1.0
+    s = f"{f * a['mean']:.1f}" + (f" ± {f * a['std']:.1f}" if a["n"] > 1 else "")
+    if ci and not (math.isnan(a["ci_low"]) or math.isnan(a["ci_high"])):
+        s += f" [{f * a['ci_low']:.1f}, {f * a['ci_high']:.1f}]"
+    return s
+
+def leaderboard_tables(df: pd.DataFrame, pts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "(the cross-method table: a row per method, dataset × {accuracy, LAS, perturbed} columns; the points with no record)."
+    nums = leaderboard_numbers(df, pts).set_index(["method", "dataset", "metric"])
+    have = set(leaderboard_runs(df, pts).run_id)
+    pts = pts.assign(recorded=pts.run_id.isin(have))
+    methods = [m for m in LEADERBOARD if m in set(pts.method)] + sorted(set(pts.method) - set(LEADERBOARD))
+    datasets = list(dict.fromkeys(pts.dataset))
+    rows = []
+    for m in methods:
+        row = {"method": LEADERBOARD.get(m, m)}
+        for d in datasets:
+            p = pts[(pts.method == m) & (pts.dataset == d)]
+            cols = {k: f"{DATASET_NAMES.get(d, d)} {v}" for k, v in LB_METRICS.items()}
+            if not len(p): row.update({c: "" for c in cols.values()}); continue
+            if not p.recorded.any():
+                states = list(dict.fromkeys(p.status))
+                row.update({cols["accuracy"]: " / ".join(states), cols["las"]: "", cols["perturbed_accuracy"]: ""})
+                continue
+            for k, c in cols.items():
+                if k != "accuracy" and m not in RATIONALE: row[c] = "–"; continue
+                if k == "perturbed_accuracy" and RATIONALE[m] != "before": row[c] = "n/a"; continue
+                if (m, d, k) not in nums.index: row[c] = "not computed"; continue
+                a = nums.loc[(m, d, k)]
+                s = _lb_value(a, pct=k != "las", ci=k == "las")
+                if k == "perturbed_accuracy" and (m, d, "own_rationale_accuracy") in nums.index:
+                    s += f" (own {_lb_value(nums.loc[(m, d, 'own_rationale_accuracy')], pct=True)})"
+                if k == "accuracy" or a["n"] < p.recorded.sum(): s += f" (n={a['n']}" + (
+                    f" of {len(p)})" if a["n"] < len(p) else ")")
+                row[c] = s
+        rows.append(row)
+    missing = pts[~pts.recorded].assign(method=lambda x: x.method.map(lambda v: LEADERBOARD.get(v, v)))
+    missing = missing.assign(reason=[r or ("ran, but wrote no run record " + i if s == "ok" else "")
+                                     for r, s, i in zip(missing.reason, missing.status, missing.run_id)])
+    return pd.DataFrame(rows), missing[["method", "dataset", "seed", "status", "reason", "point"]].reset_index(drop=True)
+
+def write_leaderboard_figure(df: pd.DataFrame, pts: pd.DataFrame, out_dir: str | Path, name: str = "leaderboard") -> list[Path]:
+    "Accuracy, LAS and perturbed accuracy per method and dataset (bars: mean over seeds ± sd; dots: seeds), PNG and SVG."
+    import seaborn as sns
+    from matplotlib.figure import Figure
+    runs = leaderboard_runs(df, pts)
+    if runs.empty: return []
+    fdir = Path(out_dir) / "figures"; fdir.mkdir(parents=True, exist_ok=True)
+    order = [LEADERBOARD.get(m, m) for m in dict.fromkeys(pts.method)]
+    hues = [DATASET_NAMES.get(x, x) for x in dict.fromkeys(pts.dataset)]
+    d = runs.assign(label=runs.method.map(lambda v: LEADERBOARD.get(v, v)), dataset=runs.dataset.map(lambda v: DATASET_NAMES.get(v, v)))
+    fig = Figure(figsize=(4 + 0.9 * len(order), 9)); axes = fig.subplots(3, 1, sharex=True)
+    for ax, (k, title) in zip(axes, [("accuracy", "accuracy (%)"), ("las", "LAS (points)"),
+                                     ("perturbed_accuracy", "perturbed-rationale accuracy (%)")]):
+        ax.set_ylabel(title)
+        if k not in d or d[k].notna().sum() == 0:
+            ax.text(0.5, 0.5, "no run records this measure", ha="center", transform=ax.transAxes); continue
+        v = d[d[k].notna()].assign(value=lambda x: x[k].astype(float) * (1 if k == "las" else 100))
+        sns.barplot(data=v, x="label", y="value", hue="dataset", order=order, hue_order=hues, errorbar="sd", alpha=0.7, ax=ax)
+        sns.stripplot(data=v, x="label", y="value", hue="dataset", order=order, hue_order=hues, dodge=True,
+                      palette="dark:k", size=3, legend=False, ax=ax)
+        if k != "las":                                   # chance per dataset, in the dataset's colour
+            for colour, ds in zip(sns.color_palette(), dict.fromkeys(pts.dataset)):
+                if ds in CHANCE: ax.axhline(100 * CHANCE[ds], ls="--", lw=1, color=colour, label=f"chance, {DATASET_NAMES.get(ds, ds)}")
+        ax.set_xlabel(""); ax.legend(fontsize=7, loc="best")
+    axes[-1].tick_params(axis="x", rotation=30)
+    axes[0].set_title("Cross-method leaderboard (bars: mean over seeds ± sd; dots: seeds; dashed: chance)")
+    return save_figure(fig, fdir, name)
+
+def leaderboard_scales(sweep: str | Path = LEADERBOARD_SWEEP, results_dir: str | Path | None = None) -> list[str]:
+    "The scales at which the leaderboard sweep has left status files."
+    found = set()
+    for p in (Path(results_dir or RESULTS_DIR) / "sweeps" / Path(sweep).stem).glob("*.json"):
+        try: found.add(json.loads(p.read_text())["params"]["scale"])
+        except (OSError, json.JSONDecodeError, KeyError, TypeError): pass   # sweep_status warns about unreadable ones
+    return [s for s in ("smoke", "cpu", "paper") if s in found]
+
+# %% ../nbs/32_leaderboard.ipynb #813e46e6
+LB_LEGEND = ("Same splits, student, seeds and training budget for every method (`nbs/32_leaderboard`). Accuracy (%): "
+             "mean ± std over seeds (n seeds). LAS (points): mean ± std [mean of the runs' 95% bootstrap bounds]. "
+             "Perturbed (%): accuracy with half of the student's own rationale tokens replaced, answer scored after it "
+             "(own: the same with its own rationale unchanged). "
+             "–: the student writes no rationale; n/a: it answers before its rationale; not computed: the record lacks it.")
+
+def write_leaderboard(df: pd.DataFrame, out_dir: str | Path, sweep: str | Path | None = LEADERBOARD_SWEEP,
+                      results_dir: str | Path | None = None) -> tuple[list[str], list[Path]]:
+    "Per scale the leaderboard sweep has run at: tables (.md, .tex), figure; returns (summary lines, figures)."
+    if not sweep or not Path(sweep).is_file(): return [], []
+    L, figs = ["## Cross-method leaderboard", ""], []
+    scales = leaderboard_scales(sweep, results_dir)
+    if not scales:
+        return L + [f"No point of `{Path(sweep).name}` has run yet (`python -m knife_repro.sweep sweeps/{Path(sweep).name}`).", ""], []
+    tdir = Path(out_dir) / "tables"; tdir.mkdir(parents=True, exist_ok=True)
+    for sc in scales:
+        pts = leaderboard_points(sweep, sc, results_dir)
+        wide, missing = leaderboard_tables(df, pts)
+        name = f"leaderboard_{sc}"
+        for n, t in ((name, wide), (f"{name}_numbers", leaderboard_numbers(df, pts)), (f"{name}_missing", missing)):
+            write_table(t, tdir, n)
+        f = write_leaderboard_figure(df, pts, out_dir, name); figs += f
+        n_rec = int(pts.run_id.isin(set(leaderboard_runs(df, pts).run_id)).sum())
+        students = ", ".join(f"`{m}` ({model_size(m) or 'size unknown'})" for m in dict.fromkeys(pts.model))
+        L += [f"### {sc} scale: {n_rec} of {len(pts)} points have a run record", "", f"Student: {students}. " + LB_LEGEND, "",
+              link_pair(name) + " · numbers: " + link_pair(f"{name}_numbers"), "", to_markdown(wide)]
+        L += (["Points without a run record (never dropped silently):", "", to_markdown(missing)] if len(missing)
+              else ["Every point has a run record.", ""])
+        why = [(LEADERBOARD.get(r.method, r.method), r.dataset, r.seed, n.strip()) for r in leaderboard_runs(df, pts).itertuples()
+               for n in str(r.notes).split(" | ") if "not computed" in n]
+        L += (["Measures a record lacks, and why (its notes):", ""] + [f"- {m} · {d} · seed {s}: {n}" for m, d, s, n in why]
+              + [""] if why else [])
+        L += [f"![{name}](figures/{name}.png)", ""] if f else []
+    return L, figs

@@ -9,6 +9,7 @@ import argparse
 import builtins
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -19,20 +20,23 @@ from typing import Sequence
 import pandas as pd
 
 from .core import PROJECT_ROOT, RESULTS_DIR, RUNS_DIR, flags_changed
-from .metrics import mean_std
+from .leaderboard import LEADERBOARD, LEADERBOARD_SWEEP, write_leaderboard
+from .tables import (AGG_COLUMNS, DEFAULT_BY, aggregate, error_line, fmt, link_pair, model_size,
+                                save_figure, to_latex, to_markdown, write_table)
 
 # %% auto #0
-__all__ = ['CONFIG_KEYS', 'REQUIRED', 'NOT_BUDGET', 'DEFAULT_BY', 'PAPER_NUMBERS', 'PAPER_COLUMNS', 'NOT_FRACTIONS', 'HEADLINE',
-           'LEADERBOARD_SWEEP', 'LB_METRICS', 'LB_EXTRA', 'DATASET_NAMES', 'LB_POINT_COLUMNS', 'LB_LEGEND',
-           'record_row', 'collect_runs', 'aggregate', 'unit_factor', 'load_paper_numbers', 'paper_table', 'to_markdown',
-           'to_latex', 'overview', 'slug', 'write_tables', 'write_figures', 'error_line', 'sweep_status',
-           'leaderboard_points', 'leaderboard_runs', 'leaderboard_numbers', 'leaderboard_tables',
-           'write_leaderboard_figure', 'leaderboard_scales', 'write_leaderboard', 'write_summary', 'main']
+__all__ = ['CONFIG_KEYS', 'REQUIRED', 'NOT_BUDGET', 'RECORDS_DIR', 'DEFAULT_RUNS', 'METHOD_LABELS', 'LABEL_FIXED',
+           'MAX_LABEL_SETTINGS', 'PAPER_NUMBERS', 'PAPER_COLUMNS', 'NOT_FRACTIONS', 'RESULT_COLUMNS', 'HEADLINE',
+           'COMPARE_COLUMNS', 'CI_CONVENTION', 'config_key', 'record_row', 'collect_runs', 'config_labels',
+           'unit_factor', 'load_paper_numbers', 'paper_numbers', 'paper_table', 'results_table', 'wide_table',
+           'overview', 'slug', 'write_tables', 'write_figures', 'sweep_status', 'compare', 'write_summary', 'main']
 
 # %% ../nbs/31_report.ipynb #8be2e2d7
 CONFIG_KEYS = ("method", "dataset", "model", "seed", "scale", "train_fraction")
 REQUIRED = ("method", "dataset", "model", "seed", "scale")
 NOT_BUDGET = (*CONFIG_KEYS, "flags", "output_dir")
+RECORDS_DIR = PROJECT_ROOT / "records" / "runs"
+DEFAULT_RUNS = (RECORDS_DIR, RUNS_DIR)          # read in this order; a later duplicate wins
 
 def _flatten(d: dict, prefix: str = "") -> dict:
     "Nested dict -> {'a.b': scalar}; lists and other containers are dropped."
@@ -53,15 +57,22 @@ def _problem(rec) -> str | None:
     if not isinstance(rec.get("metrics"), dict): return "no 'metrics' object"
     return None
 
+def config_key(cfg: dict, drop: Sequence[str] = ("output_dir",)) -> str:
+    "The identity of a run's configuration: its config without `drop`, as canonical JSON."
+    return json.dumps({k: v for k, v in cfg.items() if k not in drop}, sort_keys=True, default=str)
+
 def record_row(rec: dict, name: str = "") -> dict:
     "One tidy row of a run record."
     cfg, flags = rec["config"], rec["config"].get("flags") or {}
     row = {"run_id": rec.get("run_id", name), **{k: cfg.get(k) for k in CONFIG_KEYS},
            "flags": json.dumps(flags_changed(cfg.get("method", ""), flags), sort_keys=True, default=str),  # non-defaults
-           "budget": json.dumps({k: v for k, v in cfg.items() if k not in NOT_BUDGET}, sort_keys=True, default=str)}
+           "budget": json.dumps({k: v for k, v in cfg.items() if k not in NOT_BUDGET}, sort_keys=True, default=str),
+           "config_key": config_key(cfg), "point": config_key(cfg, ("output_dir", "seed"))}
     row.update({f"flag.{k}": v for k, v in _flatten(flags).items()})
     for k, v in _flatten(rec["metrics"]).items():
         row[k if k not in row else f"metric.{k}"] = v
+    m = rec["metrics"]
+    row["size"] = model_size(cfg.get("model"), m.get("params", m.get("n_params")))
     t = rec.get("timings") or {}
     secs = [v for k, v in t.items() if k.endswith("_s") and isinstance(v, (int, float))]
     row["time_s"] = t.get("total_s", sum(secs) if secs else math.nan)
@@ -69,37 +80,65 @@ def record_row(rec: dict, name: str = "") -> dict:
     row["file"] = name
     return row
 
-def collect_runs(runs_dir: str | Path | None = None) -> pd.DataFrame:
-    "One row per run record in `runs_dir` (default results/runs/); bad files are skipped with a warning."
-    runs_dir = Path(runs_dir) if runs_dir else RUNS_DIR
+def _dirs(runs_dir) -> list[Path]:
+    if runs_dir is None: return [Path(d) for d in DEFAULT_RUNS]
+    if isinstance(runs_dir, (str, Path)): return [Path(runs_dir)]
+    return [Path(d) for d in runs_dir]
+
+def collect_runs(runs_dir: str | Path | Sequence[str | Path] | None = None) -> pd.DataFrame:
+    "One row per run record in `runs_dir` (a folder or several; default records/runs then results/runs); bad files skipped with a warning."
     rows = []
-    for p in sorted(runs_dir.glob("*.json")):
-        try: rec = json.loads(p.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            warnings.warn(f"{p}: skipped, not a readable JSON run record ({e})"); continue
-        if (why := _problem(rec)):
-            warnings.warn(f"{p}: skipped, {why}"); continue
-        rows.append(record_row(rec, p.name))
+    for d in _dirs(runs_dir):
+        for p in sorted(d.glob("*.json")):
+            try: rec = json.loads(p.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+                warnings.warn(f"{p}: skipped, not a readable JSON run record ({e})"); continue
+            if (why := _problem(rec)):
+                warnings.warn(f"{p}: skipped, {why}"); continue
+            rows.append({**record_row(rec, p.name), "path": str(p), "source": d.parent.name})
+    if not rows:
+        return pd.DataFrame(columns=["run_id", *CONFIG_KEYS, "flags", "budget", "config_key", "point", "label", "size", "path"])
     df = pd.DataFrame(rows)
-    return df if rows else pd.DataFrame(columns=["run_id", *CONFIG_KEYS, "flags"])
+    dup = df.duplicated("config_key", keep="last")
+    replaced = df.loc[dup, "path"].tolist()
+    df = df[~dup].reset_index(drop=True)
+    df["label"] = config_labels(df)
+    df.attrs["replaced"] = replaced                  # records of a config read again from a later folder
+    return df
 
-# %% ../nbs/31_report.ipynb #e51dc727
-DEFAULT_BY = ("method", "dataset", "model", "scale", "train_fraction", "flags", "budget")
+# %% ../nbs/31_report.ipynb #e1c866f1
+METHOD_LABELS = {**LEADERBOARD, "zero_shot": "zero-shot", "knife_teacher": "KNIFE teacher (oracle)",
+                 "ft_teacher_init": "FT Teacher Init", "knife_in": "KNIFE (In)", "knife_out": "KNIFE (Out)",
+                 "kard_ft": "KARD: FT", "kard_bm25": "KARD (BM25)", "cd_addition": "CD: addition",
+                 "cd_spider": "CD: SPIDER", "gd_spider": "GD: SPIDER", "cd_instructions": "CD: instructions"}
+LABEL_FIXED = ("method", "dataset", "model", "scale")
+MAX_LABEL_SETTINGS = 4
 
-def aggregate(df: pd.DataFrame, by: Sequence[str] = DEFAULT_BY, metric: str = "accuracy") -> pd.DataFrame:
-    "Mean, sample std and n over seeds of `metric` per group `by`, with the mean bootstrap CI and the seeds."
-    by = [b for b in by if b in df.columns]
-    cols = [*by, "metric", "mean", "std", "n", "seeds", "ci_low", "ci_high"]
-    if metric not in df.columns or df.empty: return pd.DataFrame(columns=cols)
-    d = df[df[metric].notna()]
-    rows = []
-    for key, g in d.groupby(by, dropna=False, sort=True) if by else [((), d)]:
-        mu, sd = mean_std([float(v) for v in g[metric]])
-        lo, hi = (g[f"{metric}_ci_{s}"].astype(float).mean() if f"{metric}_ci_{s}" in g else math.nan for s in ("low", "high"))
-        rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), "metric": metric, "mean": mu, "std": sd,
-                     "n": len(g), "seeds": ",".join(map(str, sorted(g["seed"]))) if "seed" in g else "",
-                     "ci_low": lo, "ci_high": hi})
-    return pd.DataFrame(rows, columns=cols)
+def _settings(point: str) -> dict:
+    "A point's settings, flags flattened beside the budget, without the fields that have their own columns."
+    cfg = json.loads(point)
+    flat = {k: v for k, v in cfg.items() if k not in (*LABEL_FIXED, "flags")}
+    flat.update(_flatten(cfg.get("flags") or {}))
+    return flat
+
+def _short(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+def config_labels(df: pd.DataFrame) -> pd.Series:
+    "A short label per row: the method's name + the settings that differ between configs of the same method/dataset/model/scale."
+    if df.empty: return pd.Series([], dtype=str, index=df.index)
+    settings = {p: _settings(p) for p in df["point"].unique()}
+    out = pd.Series("", index=df.index, dtype=str)
+    for _, g in df.groupby([c for c in LABEL_FIXED if c in df.columns], dropna=False, sort=False):
+        pts = list(dict.fromkeys(g["point"]))
+        keys = sorted({k for p in pts for k in settings[p]})
+        varying = [k for k in keys if len({json.dumps(settings[p].get(k), sort_keys=True, default=str) for p in pts}) > 1]
+        for i, r in g.iterrows():
+            s = settings[r["point"]]
+            parts = [f"{k}={_short(s.get(k, 'default'))}" for k in varying]
+            extra = parts[:MAX_LABEL_SETTINGS] + ([f"+{len(parts) - MAX_LABEL_SETTINGS} more"] if len(parts) > MAX_LABEL_SETTINGS else [])
+            out[i] = METHOD_LABELS.get(r["method"], r["method"]) + (f" ({', '.join(extra)})" if extra else "")
+    return out
 
 # %% ../nbs/31_report.ipynb #182b1efe
 PAPER_NUMBERS = PROJECT_ROOT / "reference" / "paper_numbers.csv"
@@ -132,10 +171,27 @@ def _matches(df: pd.DataFrame, setting: str) -> pd.Series:
         ok &= same
     return ok
 
+# %% ../nbs/31_report.ipynb #0bfd4382
+def paper_numbers(paper: str | None = None, dataset: str | None = None, method: str | Sequence[str] | None = None,
+                  metric: str | Sequence[str] | None = None, ref: pd.DataFrame | None = None) -> pd.DataFrame:
+    "The CSV's cells of `paper` (and dataset, method(s), metric(s) when given), with the paper model's size."
+    ref = load_paper_numbers() if ref is None else ref
+    sel = pd.Series(True, index=ref.index)
+    for col, v in (("paper", paper), ("dataset", dataset), ("method", method), ("metric", metric)):
+        if v is not None: sel &= ref[col].isin([v] if isinstance(v, str) else list(v))
+    out = ref[sel].copy()
+    out.insert(out.columns.get_loc("model") + 1, "size", [model_size(m) for m in out.model])
+    return out.reset_index(drop=True)
+
 # %% ../nbs/31_report.ipynb #f8b2d462
+def _first_label(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    "Per group `by` of runs: its label, size and the path of its first seed's record."
+    cols = [c for c in ("label", "size", "path") if c in df.columns]
+    return df.sort_values("seed").drop_duplicates(list(by))[[*by, *cols]]
+
 def paper_table(df: pd.DataFrame, paper: str, *, ref: pd.DataFrame | None = None, scale: str | None = None,
                 match_model: bool = False) -> pd.DataFrame:
-    "A paper's reported cells with our mean ± std over seeds (paper units), n runs and ours − paper."
+    "A paper's reported cells with our mean ± std over seeds (paper units), n runs and ours − paper, and both models' sizes."
     ref = load_paper_numbers() if ref is None else ref
     cells = ref[ref.paper == paper]
     if cells.empty: raise ValueError(f"paper={paper!r}: no reported numbers; known: {sorted(ref.paper.unique())}")
@@ -143,55 +199,102 @@ def paper_table(df: pd.DataFrame, paper: str, *, ref: pd.DataFrame | None = None
     rows = []
     for _, c in cells.iterrows():
         base = {"paper": paper, "table": c.table, "dataset": c.dataset, "method": c.method, "setting": c.setting,
-                "metric": c.metric, "paper_model": c.model, "paper_value": c.value, "note": c.note}
+                "metric": c.metric, "paper_model": c.model, "paper_size": model_size(c.model), "paper_value": c.value,
+                "note": c.note}
         mine = df[(df.method == c.method) & (df.dataset == c.dataset)] if len(df) else df
         if match_model and len(mine): mine = mine[mine.model == c.model]
         if c.setting and len(mine): mine = mine[_matches(mine, c.setting)]
         agg = aggregate(mine, by=["model", "scale", "flags"], metric=c.metric)
         if agg.empty:
-            rows.append({**base, "our_model": None, "scale": None, "our_flags": None, "ours": math.nan, "ours_std": math.nan,
-                         "n": 0, "seeds": ""})
+            rows.append({**base, "our_model": None, "our_size": "", "scale": None, "our_flags": None, "our_config": "",
+                         "ours": math.nan, "ours_std": math.nan, "n": 0, "seeds": "", "record": ""})
         f = unit_factor(c.metric)
+        info = _first_label(mine, ["model", "scale", "flags"]).set_index(["model", "scale", "flags"]) if len(agg) else None
         for _, a in agg.iterrows():
-            rows.append({**base, "our_model": a["model"], "scale": a["scale"], "our_flags": a["flags"], "ours": f * a["mean"],
-                         "ours_std": f * a["std"], "n": int(a["n"]), "seeds": a["seeds"]})
+            i = info.loc[(a["model"], a["scale"], a["flags"])]
+            rows.append({**base, "our_model": a["model"], "our_size": i.get("size", ""), "scale": a["scale"],
+                         "our_flags": a["flags"], "our_config": i.get("label", ""), "ours": f * a["mean"],
+                         "ours_std": f * a["std"], "n": int(a["n"]), "seeds": a["seeds"], "record": i.get("path", "")})
     out = pd.DataFrame(rows)
     out["diff"] = out["ours"] - out["paper_value"]
     return out[[c for c in out.columns if c != "note"] + ["note"]]
 
 # %% ../nbs/31_report.ipynb #d83d6b63
+RESULT_COLUMNS = ["config", "method", "dataset", "model", "size", "scale", "metric", "mean", "std", "ci_low", "ci_high",
+                  "n", "seeds", "paper_model", "paper_size", "paper_setting", "paper", "record"]
+
+def results_table(df: pd.DataFrame, metrics: Sequence[str] = ("accuracy",), paper: str | None = None,
+                  ref: pd.DataFrame | None = None, **where) -> pd.DataFrame:
+    "Our runs matching `where`, per config and metric: mean ± std over seeds and CI (paper units), sizes, the paper's cell."
+    d = df
+    for k, v in where.items():
+        if v is None: continue
+        if k not in d.columns: d = d.iloc[0:0]; break
+        d = d[d[k].isin(list(v) if isinstance(v, (list, tuple, set)) else [v])]
+    parts = [a for m in metrics if not (a := aggregate(d, metric=m)).empty]
+    if not parts: return pd.DataFrame(columns=RESULT_COLUMNS)
+    out = pd.concat(parts, ignore_index=True).merge(_first_label(d, DEFAULT_BY), on=list(DEFAULT_BY), how="left")
+    for c in ("mean", "std", "ci_low", "ci_high"):
+        out[c] = [unit_factor(m) * v for m, v in zip(out.metric, out[c])]
+    out = out.rename(columns={"label": "config", "path": "record"})
+    out["paper_model"], out["paper_size"], out["paper_setting"], out["paper"] = "", "", "", math.nan
+    if paper:
+        cells = paper_numbers(paper, ref=ref)
+        for i, r in out.iterrows():
+            c = cells[(cells.dataset == r.dataset) & (cells.method == r.method) & (cells.metric == r.metric)]
+            runs_of = d[(d.method == r.method) & (d.dataset == r.dataset) & (d["flags"] == r["flags"]) & (d["budget"] == r["budget"])]
+            c = c[pd.Series([not s or bool(_matches(runs_of, s).all()) for s in c.setting], index=c.index, dtype=bool)]
+            if len(c):
+                out.loc[i, ["paper_model", "paper_size", "paper_setting", "paper"]] = [
+                    c.model.iloc[0], c["size"].iloc[0], c.setting.iloc[0], c.value.iloc[0]]
+    order = {m: i for i, m in enumerate(metrics)}                     # the caller's metric order
+    return (out.assign(_m=out.metric.map(order)).sort_values(["dataset", "_m", "model", "config"], kind="stable")
+               [RESULT_COLUMNS].reset_index(drop=True))
+
+# %% ../nbs/31_report.ipynb #f94456c3
+def _cell(r, ci: bool) -> str:
+    s = f"{r['mean']:.1f}" + (f" ± {r['std']:.1f}" if r["n"] > 1 else "")
+    if ci and not (pd.isna(r["ci_low"]) or pd.isna(r["ci_high"])): s += f" [{r['ci_low']:.1f}, {r['ci_high']:.1f}]"
+    return s
+
+def wide_table(rt: pd.DataFrame, ci: bool = True) -> pd.DataFrame:
+    "A `results_table` as one row per configuration (cells 'mean ± std [CI]') and one row per paper model (its cells)."
+    if rt.empty: return rt
+    keys, metrics = ["config", "dataset", "model", "size", "scale", "seeds"], list(dict.fromkeys(rt.metric))
+    ours = (rt.assign(cell=[_cell(r, ci) for _, r in rt.iterrows()])
+              .pivot_table(index=keys, columns="metric", values="cell", aggfunc="first", sort=False)
+              .reindex(columns=metrics).reset_index())
+    pap = rt[rt.paper.notna()].drop_duplicates(["dataset", "paper_model", "paper_setting", "metric"])
+    if len(pap):
+        p = (pap.assign(cell=pap.paper.map(lambda v: f"{v:g}"))
+                .pivot_table(index=["dataset", "paper_model", "paper_size", "paper_setting"], columns="metric", values="cell",
+                             aggfunc="first")
+                .reindex(columns=metrics).reset_index().rename(columns={"paper_model": "model", "paper_size": "size"}))
+        p = p.assign(config=["paper" + (f" ({s})" if s else "") for s in p.paper_setting], scale="", seeds="")
+        ours = pd.concat([p[ours.columns], ours], ignore_index=True)
+    ours.columns.name = None
+    return ours.fillna("")
+
+# %% ../nbs/31_report.ipynb #3fc75099
 HEADLINE = ("accuracy", "las", "perturbed_accuracy", "oracle_accuracy", "exact_set_match", "execution_accuracy",
             "teacher", "pre_distill", "post_distill", "sc_to_dir", "sc_plus_dir")
 
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)): return ""
-    if isinstance(v, float): return f"{v:.4g}" if abs(v) < 1 else f"{v:.2f}"
-    return str(v)
-
-def to_markdown(df: pd.DataFrame) -> str:
-    "A GitHub Markdown table (no tabulate needed)."
-    esc = lambda s: _fmt(s).replace("|", "\\|").replace("\n", " ")
-    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
-
-def to_latex(df: pd.DataFrame) -> str:
-    "A LaTeX tabular (pandas + jinja2, else a plain one)."
-    d = df.map(_fmt)
-    try: return d.to_latex(index=False, escape=True)
-    except ImportError:
-        esc = lambda s: re.sub(r"([&%$#_{}])", r"\\\1", str(s))
-        body = [" & ".join(map(esc, df.columns)) + r" \\", r"\hline"] + [" & ".join(map(esc, r)) + r" \\" for r in d.itertuples(index=False)]
-        return "\\begin{tabular}{" + "l" * len(df.columns) + "}\n" + "\n".join(body) + "\n\\end{tabular}\n"
-
 def overview(df: pd.DataFrame, metrics: Sequence[str] = HEADLINE) -> pd.DataFrame:
-    "Every headline metric present, averaged over seeds per method × dataset × model × scale × flags."
+    "Every headline metric present, averaged over seeds per configuration, with its short label, size and record."
+    cols = ["method", "dataset", "model", "size", "scale", "train_fraction", "config", *AGG_COLUMNS, "record"]
     parts = [aggregate(df, metric=m) for m in metrics if m in df.columns]
     parts = [p for p in parts if not p.empty]
-    if not parts: return pd.DataFrame(columns=[*DEFAULT_BY, "metric", "mean", "std", "n", "seeds", "ci_low", "ci_high"])
-    return pd.concat(parts, ignore_index=True).sort_values(["method", "dataset", "metric"], kind="stable").reset_index(drop=True)
+    if not parts: return pd.DataFrame(columns=cols)
+    ov = pd.concat(parts, ignore_index=True).merge(_first_label(df, DEFAULT_BY), on=list(DEFAULT_BY), how="left")
+    ov = ov.rename(columns={"label": "config", "path": "record"})
+    ov["record"] = ov["record"].map(lambda p: Path(p).name if isinstance(p, str) else "")
+    return ov[cols].sort_values(["method", "dataset", "metric"], kind="stable").reset_index(drop=True)
 
 def slug(s: str) -> str: return re.sub(r"[^a-z0-9]+", "_", s.lower()).strip("_")
+
+def _readable(t: pd.DataFrame) -> pd.DataFrame:
+    "A paper table without its JSON column (the short label and the record say the same)."
+    return t.drop(columns=[c for c in ("our_flags",) if c in t.columns])
 
 def write_tables(df: pd.DataFrame, out_dir: str | Path, ref: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     "Write the overview and one table per paper as .md and .tex under out_dir/tables/; returns them by name."
@@ -200,15 +303,22 @@ def write_tables(df: pd.DataFrame, out_dir: str | Path, ref: pd.DataFrame | None
     tables = {"overview": overview(df)}
     for p in sorted(ref.paper.unique()): tables[f"paper_{slug(p)}"] = paper_table(df, p, ref=ref)
     for name, t in tables.items():
-        (tdir / f"{name}.md").write_text(to_markdown(t))
-        (tdir / f"{name}.tex").write_text(to_latex(t))
+        write_table(_readable(t).assign(**({"record": t.record.map(lambda p: Path(p).name if p else "")}
+                                            if "record" in t else {})), tdir, name)
     return tables
 
-# %% ../nbs/31_report.ipynb #09fdc014
-def _save(fig, fdir: Path, name: str) -> list[Path]:
-    out = [fdir / f"{name}.{ext}" for ext in ("png", "svg")]
-    for p in out: fig.savefig(p, dpi=120, bbox_inches="tight")
-    return out
+# %% ../nbs/31_report.ipynb #7c681738
+def _floor_lines(ax, d: pd.DataFrame, order: list[str], metric: str) -> None:
+    "Chance (dashed) and majority (dotted) segments over each dataset's bars, from the records."
+    drawn = set()
+    for i, ds in enumerate(order):
+        for col, ls in (("chance", "--"), ("majority", ":")):
+            if col not in d or metric != "accuracy": continue
+            v = d.loc[d.dataset == ds, col].dropna()
+            if v.empty: continue
+            ax.hlines(float(v.iloc[0]), i - 0.45, i + 0.45, colors="grey", linestyles=ls, lw=1.2,
+                      label=col if col not in drawn else None)
+            drawn.add(col)
 
 def write_figures(df: pd.DataFrame, out_dir: str | Path, tables: dict | None = None, metric: str = "accuracy") -> list[Path]:
     "Seaborn figures (PNG and SVG) under out_dir/figures/; returns the files written."
@@ -218,39 +328,32 @@ def write_figures(df: pd.DataFrame, out_dir: str | Path, tables: dict | None = N
     written = []
     if metric in df.columns and df[metric].notna().any():
         d = df[df[metric].notna()].assign(**{metric: lambda x: x[metric].astype(float)})
-        n_ds = d.dataset.nunique()
-        fig = Figure(figsize=(1.5 + 1.2 * d.method.nunique() * n_ds, 3.6)); ax = fig.subplots()
-        sns.barplot(data=d, x="dataset", y=metric, hue="method", errorbar="sd", alpha=0.7, ax=ax)
-        sns.stripplot(data=d, x="dataset", y=metric, hue="method", dodge=True, palette="dark:k", size=3, legend=False, ax=ax)
-        ax.set_title(f"{metric} by method (bars: mean over seeds ± sd; dots: seeds)")
-        ax.legend(fontsize=7, loc="best")
-        written += _save(fig, fdir, f"{metric}_by_method")
+        d = d.assign(series=[f"{l} · {m}" + (f" ({s})" if s else "") for l, m, s in zip(d.label, d.model, d["size"])])
+        order = sorted(d.dataset.unique())
+        fig = Figure(figsize=(2.5 + 1.0 * d.series.nunique() * len(order), 3.8)); ax = fig.subplots()
+        sns.barplot(data=d, x="dataset", y=metric, hue="series", order=order, errorbar="sd", alpha=0.7, ax=ax)
+        sns.stripplot(data=d, x="dataset", y=metric, hue="series", order=order, dodge=True, palette="dark:k", size=3,
+                      legend=False, ax=ax)
+        _floor_lines(ax, d, order, metric)
+        ax.set_title(f"{metric} (bars: mean over seeds ± sd; dots: seeds; grey: chance --, majority ··)")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+        written += save_figure(fig, fdir, f"{metric}_by_method")
     for name, t in (tables or {}).items():
         if not name.startswith("paper_") or t.empty: continue
         both = t[t.ours.notna()].copy()
         if both.empty: continue
-        both["cell"] = (both.table + " · " + both.method + " · " + both.metric + both.setting.map(lambda s: f" ({s})" if s else "")
-                        + both.our_flags.map(lambda s: f" [{s}]" if s and s != "{}" else ""))
-        if both.our_model.nunique() > 1: both["cell"] += " [" + both.our_model + "]"
+        both["cell"] = [f"{r.table} · {r.our_config or r.method} · {r.metric}" + (f" ({r.setting})" if r.setting else "")
+                        + f" · ours {r.our_model} ({r.our_size or '?'}) vs {r.paper_model or '?'} ({r.paper_size or '?'})"
+                        for r in both.itertuples()]
         long = pd.concat([both.assign(source="paper", value=both.paper_value), both.assign(source="ours", value=both.ours)])
         fig = Figure(figsize=(6.5, 0.5 + 0.35 * len(both))); ax = fig.subplots()
         sns.barplot(data=long, y="cell", x="value", hue="source", ax=ax)
         ax.set_title(f"{t.paper.iloc[0]}: ours (mean over seeds) beside the paper's"); ax.set_xlabel("paper units"); ax.set_ylabel("")
         ax.legend(title="", loc="upper left", bbox_to_anchor=(1.01, 1))
-        written += _save(fig, fdir, name)
+        written += save_figure(fig, fdir, name)
     return written
 
 # %% ../nbs/31_report.ipynb #a8076c21
-def error_line(err: str) -> str:
-    "The first line of an error; when it is a bare `PapermillExecutionError:`, the notebook's own exception line and cell."
-    lines = [l.strip() for l in err.strip().splitlines() if l.strip()]
-    if not lines: return ""
-    first = lines[0]
-    if first.rstrip(":").strip() and not first.endswith(":"): return first
-    exc = [l for l in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*", l)]
-    cell = re.search(r'Exception encountered at "([^"]+)"', err)
-    return f"{first} {exc[-1] if exc else lines[-1]}" + (f" (cell {cell.group(1)})" if cell else "")
-
 def sweep_status(results_dir: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     "(per-point table: sweep, point, notebook, status, seconds, error; per-sweep counts of ok/failed)."
     sdir = Path(results_dir or RESULTS_DIR) / "sweeps"
@@ -269,171 +372,68 @@ def sweep_status(results_dir: str | Path | None = None) -> tuple[pd.DataFrame, p
     return pts, counts
 
 # %% ../nbs/31_report.ipynb #5892f1ff
-LEADERBOARD_SWEEP = PROJECT_ROOT / "sweeps" / "leaderboard.yaml"
-LB_METRICS = {"accuracy": "accuracy", "las": "LAS", "perturbed_accuracy": "perturbed"}
-LB_EXTRA = ("own_rationale_accuracy",)   # shown inside the perturbed cell
-DATASET_NAMES = {"strategyqa": "StrategyQA", "openbookqa": "OpenBookQA"}
-LB_POINT_COLUMNS = ["method", "dataset", "seed", "run_id", "point", "status", "reason"]
+COMPARE_COLUMNS = ["point", "metric", "committed", "fresh", "diff", "spread", "basis", "flag"]
 
-def leaderboard_points(sweep: str | Path = LEADERBOARD_SWEEP, scale: str = "smoke",
-                       results_dir: str | Path | None = None) -> pd.DataFrame:
-    "Every grid point of the leaderboard sweep at `scale`: method, dataset, seed, its run id and sweep state."
-    from knife_repro.leaderboard import leaderboard_config
-    from knife_repro.sweep import all_points, load_sweep, read_status, status_path
-    results_dir = Path(results_dir or RESULTS_DIR)
-    sw = load_sweep(sweep, scale)
-    rows = []
-    for p in all_points(sw, results_dir):
-        prm = p["params"]
-        cfg = leaderboard_config(prm["method"], prm["dataset"], prm["seed"], prm["scale"], prm.get("model", ""))
-        st = None if p["excluded"] else (read_status(status_path(sw, p, results_dir)) or {})
-        rows.append({"method": prm["method"], "dataset": prm["dataset"], "seed": int(prm["seed"]), "run_id": cfg.run_id,
-                     "point": p["id"], "status": "excluded" if p["excluded"] else st.get("status", "not run"),
-                     "reason": p["excluded"] or error_line(st.get("error") or "")})
-    return pd.DataFrame(rows, columns=LB_POINT_COLUMNS)
+def compare(fresh: str | Path | Sequence = RUNS_DIR, reference: str | Path | Sequence = RECORDS_DIR,
+            metrics: Sequence[str] | None = None) -> tuple[pd.DataFrame, str]:
+    "(a table of fresh vs committed values per matched point and metric, a summary line)."
+    metrics = tuple(metrics or HEADLINE)
+    ref, new = collect_runs(reference), collect_runs(fresh)
+    rows, matched = [], 0
+    fresh_by_key = {k: r for k, r in zip(new.config_key, new.to_dict("records"))} if len(new) else {}
+    for r in ref.to_dict("records"):
+        f = fresh_by_key.get(r["config_key"])
+        if f is None: continue
+        matched += 1
+        group = ref[ref.point == r["point"]]
+        name = f"{r['label']} · {r['dataset']} · {r['model']} · {r['scale']} · seed {r['seed']}"
+        for m in metrics:
+            a, b = r.get(m), f.get(m)
+            if a is None or b is None or pd.isna(a) or pd.isna(b): continue
+            u = unit_factor(m)
+            vals = group[m].dropna().astype(float) if m in group else pd.Series(dtype=float)
+            lo, hi = r.get(f"{m}_ci_low"), r.get(f"{m}_ci_high")
+            if len(vals) >= 2: spread, basis = u * vals.std(ddof=1), f"std of {len(vals)} seeds"
+            elif lo is not None and hi is not None and not (pd.isna(lo) or pd.isna(hi)):
+                spread, basis = u * (float(hi) - float(lo)) / 2, "CI half-width"
+            else: spread, basis = math.nan, "none"
+            diff = u * (float(b) - float(a))
+            big = abs(diff) > spread if not math.isnan(spread) else diff != 0
+            rows.append({"point": name, "metric": m, "committed": u * float(a), "fresh": u * float(b), "diff": diff,
+                         "spread": spread, "basis": basis, "flag": "DIFFERS" if big else ""})
+    t = pd.DataFrame(rows, columns=COMPARE_COLUMNS)
+    n_new_only = len(set(new.config_key) - set(ref.config_key)) if len(new) else 0
+    line = (f"{matched} of {len(ref)} committed records re-run ({len(t)} numbers compared): "
+            f"{int((t.flag == 'DIFFERS').sum())} differ by more than the seed spread; "
+            f"{n_new_only} fresh record(s) have no committed counterpart.")
+    return t, line
 
-def leaderboard_runs(df: pd.DataFrame, pts: pd.DataFrame) -> pd.DataFrame:
-    "The run rows of the leaderboard's points (matched by run id)."
-    if df.empty or "run_id" not in df: return df.iloc[0:0]
-    return df[df.run_id.isin(set(pts.run_id))]
+# %% ../nbs/31_report.ipynb #a5fbb293
+CI_CONVENTION = ("mean over seeds ± sample std over seeds (n seeds); CI: the mean over seeds of each run's own 95% "
+                 "bootstrap bounds over the test questions")
 
-def leaderboard_numbers(df: pd.DataFrame, pts: pd.DataFrame) -> pd.DataFrame:
-    "Mean, std, n, seeds and mean CI of accuracy, LAS and perturbed accuracy per method × dataset (raw units)."
-    runs = leaderboard_runs(df, pts)
-    parts = [a for m in (*LB_METRICS, *LB_EXTRA) if not (a := aggregate(runs, by=["method", "dataset"], metric=m)).empty]
-    cols = ["method", "dataset", "metric", "mean", "std", "n", "seeds", "ci_low", "ci_high"]
-    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+def _record_link(p, out: Path) -> str:
+    return f"[record]({os.path.relpath(p, out)})" if isinstance(p, str) and p else ""
 
-def _lb_value(a, pct: bool, ci: bool = False) -> str:
-    f = 100.0 if pct else 1.0
-    s = f"{f * a['mean']:.1f}" + (f" ± {f * a['std']:.1f}" if a["n"] > 1 else "")
-    if ci and not (math.isnan(a["ci_low"]) or math.isnan(a["ci_high"])):
-        s += f" [{f * a['ci_low']:.1f}, {f * a['ci_high']:.1f}]"
-    return s
-
-def leaderboard_tables(df: pd.DataFrame, pts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "(the cross-method table: a row per method, dataset × {accuracy, LAS, perturbed} columns; the points with no record)."
-    from knife_repro.leaderboard import LEADERBOARD, RATIONALE
-    nums = leaderboard_numbers(df, pts).set_index(["method", "dataset", "metric"])
-    have = set(leaderboard_runs(df, pts).run_id)
-    pts = pts.assign(recorded=pts.run_id.isin(have))
-    methods = [m for m in LEADERBOARD if m in set(pts.method)] + sorted(set(pts.method) - set(LEADERBOARD))
-    datasets = list(dict.fromkeys(pts.dataset))
-    rows = []
-    for m in methods:
-        row = {"method": LEADERBOARD.get(m, m)}
-        for d in datasets:
-            p = pts[(pts.method == m) & (pts.dataset == d)]
-            cols = {k: f"{DATASET_NAMES.get(d, d)} {v}" for k, v in LB_METRICS.items()}
-            if not len(p): row.update({c: "" for c in cols.values()}); continue
-            if not p.recorded.any():
-                states = list(dict.fromkeys(p.status))
-                row.update({cols["accuracy"]: " / ".join(states), cols["las"]: "", cols["perturbed_accuracy"]: ""})
-                continue
-            for k, c in cols.items():
-                if k != "accuracy" and m not in RATIONALE: row[c] = "–"; continue
-                if k == "perturbed_accuracy" and RATIONALE[m] != "before": row[c] = "n/a"; continue
-                if (m, d, k) not in nums.index: row[c] = "not computed"; continue
-                a = nums.loc[(m, d, k)]
-                s = _lb_value(a, pct=k != "las", ci=k == "las")
-                if k == "perturbed_accuracy" and (m, d, "own_rationale_accuracy") in nums.index:
-                    s += f" (own {_lb_value(nums.loc[(m, d, 'own_rationale_accuracy')], pct=True)})"
-                if k == "accuracy" or a["n"] < p.recorded.sum(): s += f" (n={a['n']}" + (
-                    f" of {len(p)})" if a["n"] < len(p) else ")")
-                row[c] = s
-        rows.append(row)
-    missing = pts[~pts.recorded].assign(method=lambda x: x.method.map(lambda v: LEADERBOARD.get(v, v)))
-    missing = missing.assign(reason=[r or ("ran, but wrote no run record " + i if s == "ok" else "")
-                                     for r, s, i in zip(missing.reason, missing.status, missing.run_id)])
-    return pd.DataFrame(rows), missing[["method", "dataset", "seed", "status", "reason", "point"]].reset_index(drop=True)
-
-def write_leaderboard_figure(df: pd.DataFrame, pts: pd.DataFrame, out_dir: str | Path, name: str = "leaderboard") -> list[Path]:
-    "Accuracy, LAS and perturbed accuracy per method and dataset (bars: mean over seeds ± sd; dots: seeds), PNG and SVG."
-    import seaborn as sns
-    from matplotlib.figure import Figure
-    from knife_repro.leaderboard import LEADERBOARD
-    runs = leaderboard_runs(df, pts)
-    if runs.empty: return []
-    fdir = Path(out_dir) / "figures"; fdir.mkdir(parents=True, exist_ok=True)
-    order = [LEADERBOARD.get(m, m) for m in dict.fromkeys(pts.method)]
-    hues = [DATASET_NAMES.get(x, x) for x in dict.fromkeys(pts.dataset)]
-    d = runs.assign(label=runs.method.map(lambda v: LEADERBOARD.get(v, v)), dataset=runs.dataset.map(lambda v: DATASET_NAMES.get(v, v)))
-    fig = Figure(figsize=(4 + 0.9 * len(order), 9)); axes = fig.subplots(3, 1, sharex=True)
-    for ax, (k, title) in zip(axes, [("accuracy", "accuracy (%)"), ("las", "LAS (points)"),
-                                     ("perturbed_accuracy", "perturbed-rationale accuracy (%)")]):
-        ax.set_ylabel(title)
-        if k not in d or d[k].notna().sum() == 0:
-            ax.text(0.5, 0.5, "no run records this measure", ha="center", transform=ax.transAxes); continue
-        v = d[d[k].notna()].assign(value=lambda x: x[k].astype(float) * (1 if k == "las" else 100))
-        sns.barplot(data=v, x="label", y="value", hue="dataset", order=order, hue_order=hues, errorbar="sd", alpha=0.7, ax=ax)
-        sns.stripplot(data=v, x="label", y="value", hue="dataset", order=order, hue_order=hues, dodge=True,
-                      palette="dark:k", size=3, legend=False, ax=ax)
-        ax.set_xlabel(""); ax.legend(fontsize=7, loc="best")
-    axes[-1].tick_params(axis="x", rotation=30)
-    axes[0].set_title("Cross-method leaderboard (bars: mean over seeds ± sd; dots: seeds)")
-    return _save(fig, fdir, name)
-
-def leaderboard_scales(sweep: str | Path = LEADERBOARD_SWEEP, results_dir: str | Path | None = None) -> list[str]:
-    "The scales at which the leaderboard sweep has left status files."
-    found = set()
-    for p in (Path(results_dir or RESULTS_DIR) / "sweeps" / Path(sweep).stem).glob("*.json"):
-        try: found.add(json.loads(p.read_text())["params"]["scale"])
-        except (OSError, json.JSONDecodeError, KeyError, TypeError): pass   # sweep_status warns about unreadable ones
-    return [s for s in ("smoke", "cpu", "paper") if s in found]
-
-# %% ../nbs/31_report.ipynb #1c7aeb0f
-def _link_pair(name: str) -> str: return f"[{name}.md](tables/{name}.md) · [{name}.tex](tables/{name}.tex)"
-
-LB_LEGEND = ("Same splits, student, seeds and training budget for every method (`nbs/32_leaderboard`). Accuracy (%): "
-             "mean ± std over seeds (n seeds). LAS (points): mean ± std [mean of the runs' 95% bootstrap bounds]. "
-             "Perturbed (%): accuracy with half of the student's own rationale tokens replaced, answer scored after it "
-             "(own: the same with its own rationale unchanged). "
-             "–: the student writes no rationale; n/a: it answers before its rationale; not computed: the record lacks it.")
-
-def write_leaderboard(df: pd.DataFrame, out_dir: str | Path, sweep: str | Path | None = LEADERBOARD_SWEEP,
-                      results_dir: str | Path | None = None) -> tuple[list[str], list[Path]]:
-    "Per scale the leaderboard sweep has run at: tables (.md, .tex), figure; returns (summary lines, figures)."
-    from knife_repro.leaderboard import LEADERBOARD
-    if not sweep or not Path(sweep).is_file(): return [], []
-    L, figs = ["## Cross-method leaderboard", ""], []
-    scales = leaderboard_scales(sweep, results_dir)
-    if not scales:
-        return L + [f"No point of `{Path(sweep).name}` has run yet (`python -m knife_repro.sweep sweeps/{Path(sweep).name}`).", ""], []
-    tdir = Path(out_dir) / "tables"; tdir.mkdir(parents=True, exist_ok=True)
-    for sc in scales:
-        pts = leaderboard_points(sweep, sc, results_dir)
-        wide, missing = leaderboard_tables(df, pts)
-        name = f"leaderboard_{sc}"
-        for n, t in ((name, wide), (f"{name}_numbers", leaderboard_numbers(df, pts)), (f"{name}_missing", missing)):
-            (tdir / f"{n}.md").write_text(to_markdown(t)); (tdir / f"{n}.tex").write_text(to_latex(t))
-        f = write_leaderboard_figure(df, pts, out_dir, name); figs += f
-        n_rec = int(pts.run_id.isin(set(leaderboard_runs(df, pts).run_id)).sum())
-        L += [f"### {sc} scale: {n_rec} of {len(pts)} points have a run record", "", LB_LEGEND, "",
-              _link_pair(name) + " · numbers: " + _link_pair(f"{name}_numbers"), "", to_markdown(wide)]
-        L += (["Points without a run record (never dropped silently):", "", to_markdown(missing)] if len(missing)
-              else ["Every point has a run record.", ""])
-        why = [(LEADERBOARD.get(r.method, r.method), r.dataset, r.seed, n.strip()) for r in leaderboard_runs(df, pts).itertuples()
-               for n in str(r.notes).split(" | ") if "not computed" in n]
-        L += (["Measures a record lacks, and why (its notes):", ""] + [f"- {m} · {d} · seed {s}: {n}" for m, d, s, n in why]
-              + [""] if why else [])
-        L += [f"![{name}](figures/{name}.png)", ""] if f else []
-    return L, figs
-
-def write_summary(out_path: str | Path = RESULTS_DIR / "smoke" / "summary.md", runs_dir: str | Path | None = None,
+def write_summary(out_path: str | Path = RESULTS_DIR / "smoke" / "summary.md", runs_dir=None,
                   results_dir: str | Path | None = None, leaderboard: str | Path | None = LEADERBOARD_SWEEP) -> Path:
     "Write tables, figures and summary.md (every table and figure, relative links, sweep statuses); returns its path."
     out_path = Path(out_path); out = out_path.parent; out.mkdir(parents=True, exist_ok=True)
-    runs_dir = Path(runs_dir) if runs_dir else RUNS_DIR
+    dirs = _dirs(runs_dir)
+    results_dir = results_dir or dirs[-1].parent
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        df = collect_runs(runs_dir)
-        pts, counts = sweep_status(results_dir or runs_dir.parent)
+        df = collect_runs(dirs)
+        pts, counts = sweep_status(results_dir)
     for w in caught: print(f"warning: {w.message}", file=sys.stderr)
     tables = write_tables(df, out)
     figs = write_figures(df, out, tables)
-    lb_lines, lb_figs = write_leaderboard(df, out, leaderboard, results_dir or runs_dir.parent)
+    lb_lines, lb_figs = write_leaderboard(df, out, leaderboard, results_dir)
+    replaced = df.attrs.get("replaced", [])
     L = [f"# knife_repro report", "", f"Written {time.strftime('%Y-%m-%d %H:%M:%S %Z')} from {len(df)} run records in "
-         f"`{runs_dir}`" + (f"; {len(caught)} file(s) skipped:" if caught else "."), ""]
+         + ", ".join(f"`{d}`" for d in dirs) + (f" ({len(replaced)} record(s) of a configuration read again from a later "
+                                                 "folder were replaced by it)" if replaced else "")
+         + (f"; {len(caught)} file(s) skipped:" if caught else "."), ""]
     L += [f"- {w.message}" for w in caught] + ([""] if caught else [])
     L += ["## Sweeps", ""]
     if len(pts):
@@ -442,18 +442,20 @@ def write_summary(out_path: str | Path = RESULTS_DIR / "smoke" / "summary.md", r
         if len(failed): L += ["Failed points (first line of the error; the traceback is in the status file):", "",
                               to_markdown(failed[["sweep", "point", "notebook", "error"]])]
     else: L += ["No sweep status files.", ""]
-    L += ["## Overview (mean ± std over seeds)", "", _link_pair("overview"), ""]
+    L += ["## Overview", "", f"Numbers: {CI_CONVENTION}. `config`: the method and the settings that tell its "
+          "configurations apart; the full config is in the linked record.", "", link_pair("overview"), ""]
     ov = tables["overview"]
-    if len(ov) and ov["flags"].eq("{}").all(): ov = ov.drop(columns=["flags"])      # flags only when they tell runs apart
-    keys = [c for c in ov.columns if c in DEFAULT_BY and c != "budget"] + ["metric"]
-    if len(ov) and "budget" in ov and ov.groupby(keys, dropna=False).budget.nunique().max() <= 1:
-        ov = ov.drop(columns=["budget"])                                              # the budget too
+    if len(ov):
+        links = _first_label(df, DEFAULT_BY).path.map(lambda p: (Path(p).name, _record_link(p, out)))
+        by_name = dict(links.tolist())
+        ov = ov.assign(record=ov.record.map(lambda n: by_name.get(n, n)))
     L += [to_markdown(ov) if len(ov) else "No run records with a headline metric.", ""]
     for name, t in tables.items():
         if not name.startswith("paper_"): continue
-        have = t[t.ours.notna()]
-        L += [f"## {t.paper.iloc[0]}: ours beside the paper", "", f"Full table ({len(t)} cells): " + _link_pair(name), ""]
-        L += [to_markdown(have.drop(columns=["paper"])) if len(have) else "None of this paper's cells has a run yet.", ""]
+        have = _readable(t[t.ours.notna()]).drop(columns=["paper"])
+        have = have.assign(record=[_record_link(p, out) for p in have.record]) if len(have) else have
+        L += [f"## {t.paper.iloc[0]}: ours beside the paper", "", f"Full table ({len(t)} cells): " + link_pair(name), ""]
+        L += [to_markdown(have) if len(have) else "None of this paper's cells has a run yet.", ""]
     L += lb_lines
     L += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figs if p.suffix == ".png"]
     L += [""] + [f"- [{p.name}](figures/{p.name})" for p in figs + lb_figs]
@@ -461,15 +463,25 @@ def write_summary(out_path: str | Path = RESULTS_DIR / "smoke" / "summary.md", r
     out_path.write_text("\n".join(L) + "\n")
     return out_path
 
-# %% ../nbs/31_report.ipynb #8789d8f1
+# %% ../nbs/31_report.ipynb #1c7aeb0f
 def main(argv: list[str] | None = None) -> int:
     "Entry point of `python -m knife_repro.report`."
     ap = argparse.ArgumentParser(prog="python -m knife_repro.report", description="Tables, figures and summary.md from run records.")
-    ap.add_argument("--runs", default=str(RUNS_DIR), help="folder of run records (default results/runs)")
+    ap.add_argument("--runs", nargs="+", default=None,
+                    help="folders of run records (default: records/runs then results/runs; a config in both: the later folder's record)")
     ap.add_argument("--out", default=str(RESULTS_DIR / "smoke"), help="folder for summary.md, tables/ and figures/")
-    ap.add_argument("--results", default=None, help="folder holding sweeps/ status files (default: the parent of --runs)")
+    ap.add_argument("--results", default=None, help="folder holding sweeps/ status files (default: the parent of the last --runs)")
     ap.add_argument("--leaderboard", default=str(LEADERBOARD_SWEEP), help="the cross-method sweep file ('' to leave it out)")
+    ap.add_argument("--compare", action="store_true", help="print fresh records beside the committed ones instead")
+    ap.add_argument("--fresh", default=str(RUNS_DIR), help="--compare: the re-run's records (default results/runs)")
+    ap.add_argument("--reference", default=str(RECORDS_DIR), help="--compare: the committed records (default records/runs)")
     a = ap.parse_args(argv)
+    if a.compare:
+        t, line = compare(a.fresh, a.reference)
+        with pd.option_context("display.width", 250, "display.max_colwidth", 90, "display.float_format", "{:.2f}".format):
+            print(t.to_string(index=False) if len(t) else "No fresh record matches a committed one.")
+        print(line)
+        return 0
     p = write_summary(Path(a.out) / "summary.md", a.runs, a.results, a.leaderboard or None)
     print(f"Summary: {p}")
     return 0

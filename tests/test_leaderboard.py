@@ -1,5 +1,10 @@
 "Leaderboard: one student, split, seeds and budget for every method; the sweep file covers every method and dataset."
+import warnings
+
 import pytest
+
+from knife_repro import leaderboard, report
+from knife_repro.core import atomic_write_json, write_run_record
 
 from knife_repro.core import ConfigError
 from knife_repro.faithfulness import FAITHFULNESS
@@ -54,3 +59,119 @@ def test_sweep_file_covers_the_board(scale, tmp_path):
     assert {(p["params"]["method"], p["params"]["dataset"]) for p in ex} == {("scott", "openbookqa")}
     assert len(points(sw, tmp_path)) + len(ex) == len(LEADERBOARD) * len(DATASETS) * len(sw.seeds)
     assert scale == "smoke" or sw.seeds == [0, 1, 2]
+
+
+# ---- the cross-method leaderboard ----
+
+@pytest.fixture
+def board(tmp_path):
+    "A leaderboard sweep of 4 methods x 2 datasets x 3 seeds, with constructed records and statuses."
+    from knife_repro.core import PROJECT_ROOT
+    from knife_repro.leaderboard import leaderboard_config
+    from knife_repro.sweep import all_points, load_sweep, status_path
+    sweep = tmp_path / "lb.yaml"
+    sweep.write_text(f"notebook: {PROJECT_ROOT / 'nbs' / '32_leaderboard.ipynb'}\nseeds: [0, 1, 2]\n"
+                     "grid: {method: [ft_io, ft_ior, ft_iro, scott], dataset: [strategyqa, openbookqa]}\n"
+                     "exclude: [{method: scott, dataset: openbookqa, reason: no prompt here}]\n")
+    def rec(method, dataset, seed, **metrics):
+        write_run_record(leaderboard_config(method, dataset, seed, "smoke", output_dir=str(tmp_path)), metrics)
+    for s, a in enumerate((0.50, 0.60, 0.70)):
+        rec("ft_io", "strategyqa", s, accuracy=a, accuracy_ci_low=a - 0.1, accuracy_ci_high=a + 0.1)
+        rec("ft_iro", "strategyqa", s, accuracy=a / 2, las=10.0 * s, las_ci_low=-4.0, las_ci_high=20.0 + s,
+            perturbed_accuracy=0.25, own_rationale_accuracy=a / 2)
+    rec("ft_io", "openbookqa", 0, accuracy=0.30)
+    rec("ft_ior", "strategyqa", 0, accuracy=0.40, las=5.0, las_ci_low=1.0, las_ci_high=9.0)
+    rec("ft_ior", "strategyqa", 1, accuracy=0.42)                     # LAS not computed in this seed
+    write_run_record(leaderboard_config("scott", "strategyqa", 2, "smoke", output_dir=str(tmp_path)),
+                     {"accuracy": 0.55, "perturbed_accuracy": 0.5}, notes=["LAS not computed: no valid y_hat"])
+    # decoys that must not count: the same method, dataset and seed with another budget or student
+    write_run_record(leaderboard_config("ft_io", "strategyqa", 0, "smoke", output_dir=str(tmp_path)).replace(epochs=1),
+                     {"accuracy": 0.99})
+    write_run_record(leaderboard_config("ft_io", "openbookqa", 1, "smoke", model="small-t5", output_dir=str(tmp_path)),
+                     {"accuracy": 0.99})
+    sw = load_sweep(sweep, "smoke")
+    for p in all_points(sw, tmp_path):
+        prm = p["params"]
+        if prm["method"] == "ft_iro" and prm["dataset"] == "openbookqa" and prm["seed"] == 1:
+            atomic_write_json(status_path(sw, p, tmp_path), {"id": p["id"], "status": "failed", "params": prm,
+                                                             "error": "ValueError: no rows\nmore"})
+    return sweep, tmp_path
+
+
+def test_leaderboard_points_states_and_run_ids(board):
+    from knife_repro.leaderboard import leaderboard_config
+    sweep, root = board
+    pts = leaderboard.leaderboard_points(sweep, "smoke", root)
+    assert len(pts) == 24 and pts.run_id.is_unique
+    assert pts.status.value_counts().to_dict() == {"not run": 20, "excluded": 3, "failed": 1}
+    assert set(pts[pts.status == "excluded"].reason) == {"no prompt here"}
+    assert pts[pts.status == "failed"].reason.tolist() == ["ValueError: no rows"]
+    r = pts[(pts.method == "ft_iro") & (pts.dataset == "strategyqa") & (pts.seed == 2)].iloc[0]
+    assert r.run_id == leaderboard_config("ft_iro", "strategyqa", 2, "smoke").run_id
+
+
+def test_leaderboard_table_cells(board):
+    sweep, root = board
+    df = report.collect_runs(root / "runs")
+    pts = leaderboard.leaderboard_points(sweep, "smoke", root)
+    wide, missing = leaderboard.leaderboard_tables(df, pts)
+    t = wide.set_index("method")
+    assert list(t.index) == ["FT I→O", "FT I→OR", "FT I→RO", "SCOTT"]
+    assert list(t.columns) == [f"{d} {m}" for d in ("StrategyQA", "OpenBookQA") for m in ("accuracy", "LAS", "perturbed")]
+    assert t.loc["FT I→O", "StrategyQA accuracy"] == "60.0 ± 10.0 (n=3)"            # decoys left out
+    assert t.loc["FT I→O", "OpenBookQA accuracy"] == "30.0 (n=1 of 3)"
+    assert t.loc["FT I→O", "StrategyQA LAS"] == "–" and t.loc["FT I→O", "StrategyQA perturbed"] == "–"
+    assert t.loc["FT I→RO", "StrategyQA accuracy"] == "30.0 ± 5.0 (n=3)"
+    assert t.loc["FT I→RO", "StrategyQA LAS"] == "10.0 ± 10.0 [-4.0, 21.0]"
+    assert t.loc["FT I→RO", "StrategyQA perturbed"] == "25.0 ± 0.0 (own 30.0 ± 5.0)"
+    assert t.loc["FT I→OR", "StrategyQA LAS"] == "5.0 [1.0, 9.0] (n=1 of 3)"        # one of its two records has LAS
+    assert t.loc["FT I→OR", "StrategyQA accuracy"] == "41.0 ± 1.4 (n=2 of 3)"
+    assert t.loc["FT I→OR", "StrategyQA perturbed"] == "n/a"
+    assert t.loc["FT I→RO", "OpenBookQA accuracy"] == "not run / failed"
+    assert t.loc["SCOTT", "StrategyQA LAS"] == "not computed" and t.loc["SCOTT", "OpenBookQA accuracy"] == "excluded"
+    # every point without a record is listed, with its state and reason
+    assert len(missing) == 24 - 10
+    key = lambda r: (r.method, r.dataset, r.seed)
+    from knife_repro.leaderboard import LEADERBOARD
+    labelled = pts.assign(method=pts.method.map(LEADERBOARD))
+    recorded = {key(r) for r in labelled.itertuples() if r.run_id in set(df.run_id)}
+    assert len(recorded) == 10 and {key(r) for r in missing.itertuples()} == {key(r) for r in labelled.itertuples()} - recorded
+    assert missing[missing.status == "excluded"].method.tolist() == ["SCOTT"] * 3
+    assert missing[missing.status == "failed"].reason.tolist() == ["ValueError: no rows"]
+    nums = leaderboard.leaderboard_numbers(df, pts).set_index(["method", "dataset", "metric"])
+    assert nums.loc[("ft_io", "strategyqa", "accuracy"), "seeds"] == "0,1,2"
+    assert nums.loc[("ft_io", "strategyqa", "accuracy"), "ci_low"] == pytest.approx(0.5)
+
+
+def test_leaderboard_in_summary(board):
+    sweep, root = board
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = report.write_summary(root / "out" / "summary.md", runs_dir=root / "runs", results_dir=root, leaderboard=sweep)
+    text = p.read_text()
+    assert "## Cross-method leaderboard" in text and "### smoke scale: 10 of 24 points have a run record" in text
+    assert "60.0 ± 10.0 (n=3)" in text and "no prompt here" in text and "ValueError: no rows" in text
+    assert "Student: `tiny-t5` (1.97M)." in text                               # the model and its size
+    assert "- SCOTT · strategyqa · seed 2: LAS not computed: no valid y_hat" in text
+    for ext in ("md", "tex"):
+        assert (root / "out" / "tables" / f"leaderboard_smoke.{ext}").is_file()
+    assert "StrategyQA accuracy" in (root / "out" / "tables" / "leaderboard_smoke.tex").read_text()
+    assert (root / "out" / "figures" / "leaderboard_smoke.png").read_bytes()[:4] == b"\x89PNG"
+    assert b"<svg" in (root / "out" / "figures" / "leaderboard_smoke.svg").read_bytes()[:500]
+    import re
+    for l in re.findall(r"\]\(([^)]+)\)", text):
+        assert (p.parent / l).is_file(), l
+    p2 = report.write_summary(root / "out2" / "summary.md", runs_dir=root / "runs", results_dir=root / "elsewhere",
+                              leaderboard=sweep)
+    assert "has run yet" in p2.read_text()
+
+
+def test_leaderboard_never_imports_the_report():
+    "One direction only: the report calls the leaderboard's rendering; the leaderboard module never imports the report."
+    import ast
+    import knife_repro.leaderboard as lb
+    tree = ast.parse(open(lb.__file__).read())
+    names = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    names += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert names and not any(m.endswith("report") for m in names), names
+    assert report.write_leaderboard is lb.write_leaderboard

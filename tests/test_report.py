@@ -2,6 +2,7 @@
 import json
 import math
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -193,113 +194,108 @@ def test_error_line():
     assert report.error_line("") == ""
 
 
-# ---- the cross-method leaderboard ----
-
-@pytest.fixture
-def board(tmp_path):
-    "A leaderboard sweep of 4 methods x 2 datasets x 3 seeds, with constructed records and statuses."
-    from knife_repro.core import PROJECT_ROOT
-    from knife_repro.leaderboard import leaderboard_config
-    from knife_repro.sweep import all_points, load_sweep, status_path
-    sweep = tmp_path / "lb.yaml"
-    sweep.write_text(f"notebook: {PROJECT_ROOT / 'nbs' / '32_leaderboard.ipynb'}\nseeds: [0, 1, 2]\n"
-                     "grid: {method: [ft_io, ft_ior, ft_iro, scott], dataset: [strategyqa, openbookqa]}\n"
-                     "exclude: [{method: scott, dataset: openbookqa, reason: no prompt here}]\n")
-    def rec(method, dataset, seed, **metrics):
-        write_run_record(leaderboard_config(method, dataset, seed, "smoke", output_dir=str(tmp_path)), metrics)
-    for s, a in enumerate((0.50, 0.60, 0.70)):
-        rec("ft_io", "strategyqa", s, accuracy=a, accuracy_ci_low=a - 0.1, accuracy_ci_high=a + 0.1)
-        rec("ft_iro", "strategyqa", s, accuracy=a / 2, las=10.0 * s, las_ci_low=-4.0, las_ci_high=20.0 + s,
-            perturbed_accuracy=0.25, own_rationale_accuracy=a / 2)
-    rec("ft_io", "openbookqa", 0, accuracy=0.30)
-    rec("ft_ior", "strategyqa", 0, accuracy=0.40, las=5.0, las_ci_low=1.0, las_ci_high=9.0)
-    rec("ft_ior", "strategyqa", 1, accuracy=0.42)                     # LAS not computed in this seed
-    write_run_record(leaderboard_config("scott", "strategyqa", 2, "smoke", output_dir=str(tmp_path)),
-                     {"accuracy": 0.55, "perturbed_accuracy": 0.5}, notes=["LAS not computed: no valid y_hat"])
-    # decoys that must not count: the same method, dataset and seed with another budget or student
-    write_run_record(leaderboard_config("ft_io", "strategyqa", 0, "smoke", output_dir=str(tmp_path)).replace(epochs=1),
-                     {"accuracy": 0.99})
-    write_run_record(leaderboard_config("ft_io", "openbookqa", 1, "smoke", model="small-t5", output_dir=str(tmp_path)),
-                     {"accuracy": 0.99})
-    sw = load_sweep(sweep, "smoke")
-    for p in all_points(sw, tmp_path):
-        prm = p["params"]
-        if prm["method"] == "ft_iro" and prm["dataset"] == "openbookqa" and prm["seed"] == 1:
-            atomic_write_json(status_path(sw, p, tmp_path), {"id": p["id"], "status": "failed", "params": prm,
-                                                             "error": "ValueError: no rows\nmore"})
-    return sweep, tmp_path
-
-
-def test_leaderboard_points_states_and_run_ids(board):
-    from knife_repro.leaderboard import leaderboard_config
-    sweep, root = board
-    pts = report.leaderboard_points(sweep, "smoke", root)
-    assert len(pts) == 24 and pts.run_id.is_unique
-    assert pts.status.value_counts().to_dict() == {"not run": 20, "excluded": 3, "failed": 1}
-    assert set(pts[pts.status == "excluded"].reason) == {"no prompt here"}
-    assert pts[pts.status == "failed"].reason.tolist() == ["ValueError: no rows"]
-    r = pts[(pts.method == "ft_iro") & (pts.dataset == "strategyqa") & (pts.seed == 2)].iloc[0]
-    assert r.run_id == leaderboard_config("ft_iro", "strategyqa", 2, "smoke").run_id
-
-
-def test_leaderboard_table_cells(board):
-    sweep, root = board
-    df = report.collect_runs(root / "runs")
-    pts = report.leaderboard_points(sweep, "smoke", root)
-    wide, missing = report.leaderboard_tables(df, pts)
-    t = wide.set_index("method")
-    assert list(t.index) == ["FT I→O", "FT I→OR", "FT I→RO", "SCOTT"]
-    assert list(t.columns) == [f"{d} {m}" for d in ("StrategyQA", "OpenBookQA") for m in ("accuracy", "LAS", "perturbed")]
-    assert t.loc["FT I→O", "StrategyQA accuracy"] == "60.0 ± 10.0 (n=3)"            # decoys left out
-    assert t.loc["FT I→O", "OpenBookQA accuracy"] == "30.0 (n=1 of 3)"
-    assert t.loc["FT I→O", "StrategyQA LAS"] == "–" and t.loc["FT I→O", "StrategyQA perturbed"] == "–"
-    assert t.loc["FT I→RO", "StrategyQA accuracy"] == "30.0 ± 5.0 (n=3)"
-    assert t.loc["FT I→RO", "StrategyQA LAS"] == "10.0 ± 10.0 [-4.0, 21.0]"
-    assert t.loc["FT I→RO", "StrategyQA perturbed"] == "25.0 ± 0.0 (own 30.0 ± 5.0)"
-    assert t.loc["FT I→OR", "StrategyQA LAS"] == "5.0 [1.0, 9.0] (n=1 of 3)"        # one of its two records has LAS
-    assert t.loc["FT I→OR", "StrategyQA accuracy"] == "41.0 ± 1.4 (n=2 of 3)"
-    assert t.loc["FT I→OR", "StrategyQA perturbed"] == "n/a"
-    assert t.loc["FT I→RO", "OpenBookQA accuracy"] == "not run / failed"
-    assert t.loc["SCOTT", "StrategyQA LAS"] == "not computed" and t.loc["SCOTT", "OpenBookQA accuracy"] == "excluded"
-    # every point without a record is listed, with its state and reason
-    assert len(missing) == 24 - 10
-    key = lambda r: (r.method, r.dataset, r.seed)
-    from knife_repro.leaderboard import LEADERBOARD
-    labelled = pts.assign(method=pts.method.map(LEADERBOARD))
-    recorded = {key(r) for r in labelled.itertuples() if r.run_id in set(df.run_id)}
-    assert len(recorded) == 10 and {key(r) for r in missing.itertuples()} == {key(r) for r in labelled.itertuples()} - recorded
-    assert missing[missing.status == "excluded"].method.tolist() == ["SCOTT"] * 3
-    assert missing[missing.status == "failed"].reason.tolist() == ["ValueError: no rows"]
-    nums = report.leaderboard_numbers(df, pts).set_index(["method", "dataset", "metric"])
-    assert nums.loc[("ft_io", "strategyqa", "accuracy"), "seeds"] == "0,1,2"
-    assert nums.loc[("ft_io", "strategyqa", "accuracy"), "ci_low"] == pytest.approx(0.5)
-
-
-def test_leaderboard_in_summary(board):
-    sweep, root = board
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        p = report.write_summary(root / "out" / "summary.md", runs_dir=root / "runs", results_dir=root, leaderboard=sweep)
-    text = p.read_text()
-    assert "## Cross-method leaderboard" in text and "### smoke scale: 10 of 24 points have a run record" in text
-    assert "60.0 ± 10.0 (n=3)" in text and "no prompt here" in text and "ValueError: no rows" in text
-    assert "- SCOTT · strategyqa · seed 2: LAS not computed: no valid y_hat" in text
-    for ext in ("md", "tex"):
-        assert (root / "out" / "tables" / f"leaderboard_smoke.{ext}").is_file()
-    assert "StrategyQA accuracy" in (root / "out" / "tables" / "leaderboard_smoke.tex").read_text()
-    assert (root / "out" / "figures" / "leaderboard_smoke.png").read_bytes()[:4] == b"\x89PNG"
-    assert b"<svg" in (root / "out" / "figures" / "leaderboard_smoke.svg").read_bytes()[:500]
-    import re
-    for l in re.findall(r"\]\(([^)]+)\)", text):
-        assert (p.parent / l).is_file(), l
-    p2 = report.write_summary(root / "out2" / "summary.md", runs_dir=root / "runs", results_dir=root / "elsewhere",
-                              leaderboard=sweep)
-    assert "has run yet" in p2.read_text()
-
-
 def test_overview_keeps_budgets_apart(tmp_path):
     from knife_repro.leaderboard import leaderboard_config
     a = leaderboard_config("ft_io", "strategyqa", 0, "smoke", output_dir=str(tmp_path))
     write_run_record(a, {"accuracy": 0.5}); write_run_record(a.replace(epochs=1), {"accuracy": 0.7})
     ov = report.overview(report.collect_runs(tmp_path / "runs"))
     assert sorted(ov["mean"]) == [0.5, 0.7] and set(ov.n) == {1}
+
+
+# ---- committed records, labels, sizes, the results table, --compare ----
+
+def test_default_reads_records_then_results_and_a_later_duplicate_wins(tmp_path, monkeypatch):
+    from knife_repro.core import PROJECT_ROOT
+    assert report.DEFAULT_RUNS == (PROJECT_ROOT / "records" / "runs", PROJECT_ROOT / "results" / "runs")
+    committed, fresh = tmp_path / "records", tmp_path / "results"
+    _rec(committed, "ft_io", "strategyqa", 0, {"accuracy": 0.5})           # the same config in both folders
+    _rec(fresh, "ft_io", "strategyqa", 0, {"accuracy": 0.7})                # (output_dir differs: not part of the identity)
+    _rec(committed, "ft_io", "strategyqa", 1, {"accuracy": 0.6})            # only committed
+    monkeypatch.setattr(report, "DEFAULT_RUNS", (committed / "runs", fresh / "runs"))
+    df = report.collect_runs()
+    assert len(df) == 2 and sorted(df.accuracy) == [0.6, 0.7]
+    assert df.set_index("seed").loc[0, "source"] == "results"
+    assert [Path(p).parent.parent.name for p in df.attrs["replaced"]] == ["records"]
+    both = report.collect_runs([fresh / "runs", committed / "runs"])       # order decides: the later folder wins
+    assert sorted(both.accuracy) == [0.5, 0.6]
+
+
+def test_short_labels_name_only_what_differs(runs):
+    df = report.collect_runs(runs)
+    lab = df.set_index(["method", "dataset", "seed", "flags"]).label
+    assert lab[("ft_io", "strategyqa", 0, "{}")] == "FT I→O"
+    assert lab[("knife", "strategyqa", 0, "{}")] == "KNIFE (In+Out) (alpha=default)"
+    assert lab[("knife", "strategyqa", 0, '{"alpha": 0.5}')] == "KNIFE (In+Out) (alpha=0.5)"
+    assert lab[("cd_spider", "spider", 0, '{"k": 4}')] == "CD: SPIDER"       # no sibling: the method alone
+    ov = report.overview(df)
+    assert not ov.astype(str).apply(lambda c: c.str.contains('{"', regex=False)).any().any()
+    assert set(ov.columns) >= {"config", "size", "record"} and set(ov["size"]) == {"1.97M"}
+
+
+def test_model_sizes_from_records_and_presets():
+    from knife_repro.models import load_causal, load_seq2seq, n_params
+    from knife_repro.tables import MODEL_PARAMS, model_size
+    for name, load in (("tiny-t5", load_seq2seq), ("tiny-gpt2", load_causal)):
+        assert abs(MODEL_PARAMS[name] / n_params(load(name)[0]) - 1) < 0.01, name
+    assert model_size("x", params=134515008) == "135M" and model_size("t5-3b") == "3B" and model_size("t5-base") == "220M"
+    assert model_size("unknown-model") == "" and model_size("google/flan-t5-base") == "250M"
+
+
+def test_paper_numbers_come_from_the_csv_with_the_papers_models():
+    k = report.paper_numbers("KARD", method=["kard_rerank", "kard_ft"])
+    assert set(k.table) >= {"Table 1", "Table 2"}
+    k = k[k.table.str.startswith("Table")].set_index(["dataset", "method"])        # not the third-party reproduction rows
+    # methods.md §2.12: MedQA numbers are Flan-T5-base, the StrategyQA/OBQA ones T5-base
+    assert k.loc[("medqa", "kard_ft"), "model"] == "google/flan-t5-base" and k.loc[("medqa", "kard_ft"), "size"] == "250M"
+    assert k.loc[("strategyqa", "kard_rerank"), "model"] == "t5-base" and k.loc[("openbookqa", "kard_rerank"), "size"] == "220M"
+    assert report.paper_numbers("KNIFE").empty
+
+
+def test_results_table_puts_the_paper_cell_beside_ours(tmp_path):
+    ref = _ref(tmp_path)
+    for s, a in enumerate((0.40, 0.50)):
+        _rec(tmp_path, "kard", "openbookqa", s, {"accuracy": a, "accuracy_ci_low": a - 0.1, "accuracy_ci_high": a + 0.1})
+    _rec(tmp_path, "cd_spider", "spider", 0, {"teacher": 0.2}, k=8)
+    df = report.collect_runs(tmp_path / "runs")
+    t = report.results_table(df, paper="P", ref=ref, method="kard").iloc[0]
+    assert math.isclose(t["mean"], 45.0) and math.isclose(t["std"], 50 ** 0.5) and t.n == 2 and t.seeds == "0,1"
+    assert math.isclose(t.ci_low, 35.0) and math.isclose(t.ci_high, 55.0)       # mean of the runs' bounds, in %
+    assert t.paper == 59 and t.paper_model == "t5-base" and t["size"] == "1.97M" and t.record.endswith(".json")
+    sp = report.results_table(df, metrics=["teacher"], paper="P", ref=ref, method="cd_spider").iloc[0]
+    assert sp.paper == 28.2                                                       # the k=8 cell, not k=4's 27.7
+    assert report.results_table(df, method="no_such_method").empty
+
+
+def _cmp_rec(root, method, dataset, seed, acc, half=0.05):
+    return _rec(root, method, dataset, seed, {"accuracy": acc, "accuracy_ci_low": acc - half, "accuracy_ci_high": acc + half})
+
+
+def test_compare_flags_differences_beyond_the_seed_spread(tmp_path, capsys):
+    ref, new = tmp_path / "ref", tmp_path / "new"
+    for s, a in enumerate((0.50, 0.60, 0.70)):         # 3 seeds: spread = sample std = 10 points
+        _cmp_rec(ref, "ft_io", "strategyqa", s, a)
+    _cmp_rec(ref, "knife", "openbookqa", 0, 0.40)        # 1 seed: spread = CI half-width = 5 points
+    _cmp_rec(ref, "ft_io", "openbookqa", 0, 0.30)        # committed, not re-run
+    _cmp_rec(new, "ft_io", "strategyqa", 0, 0.58)        # +8 < 10: within
+    _cmp_rec(new, "ft_io", "strategyqa", 2, 0.58)        # -12 > 10: differs
+    _cmp_rec(new, "knife", "openbookqa", 0, 0.44)        # +4 < 5: within
+    _cmp_rec(new, "knife", "strategyqa", 0, 0.90)        # no committed counterpart
+    _rec(new, "ft_io", "strategyqa", 1, {"accuracy": 0.1}, epochs=3)   # another budget (default 1): not the same point
+    t, line = report.compare(new / "runs", ref / "runs", metrics=["accuracy"])
+    t = t.set_index("point")
+    assert len(t) == 3
+    row = lambda m, d, s: t.loc[[p for p in t.index if p.startswith(m) and f"· {d} ·" in p and p.endswith(f"seed {s}")][0]]
+    r0, r2, k0 = row("FT I→O", "strategyqa", 0), row("FT I→O", "strategyqa", 2), row("KNIFE", "openbookqa", 0)
+    assert math.isclose(r0["diff"], 8.0) and math.isclose(r0.spread, 10.0) and r0.flag == "" and "3 seeds" in r0.basis
+    assert math.isclose(r2["diff"], -12.0) and r2.flag == "DIFFERS" and math.isclose(r2.committed, 70.0)
+    assert math.isclose(k0.spread, 5.0) and k0.basis == "CI half-width" and k0.flag == ""
+    assert line.startswith("3 of 5 committed records re-run (3 numbers compared): 1 differ")
+    assert "2 fresh record(s) have no committed counterpart" in line
+    assert report.main(["--compare", "--fresh", str(new / "runs"), "--reference", str(ref / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "DIFFERS" in out and out.strip().splitlines()[-1] == line
+
+
+def test_compare_on_the_committed_records_finds_no_difference():
+    t, line = report.compare(report.RECORDS_DIR, report.RECORDS_DIR)
+    assert len(t) and (t["diff"] == 0).all() and not (t.flag == "DIFFERS").any()
