@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 __all__ = ['PROJECT_ROOT', 'RESULTS_DIR', 'RUNS_DIR', 'CACHE_DIR', 'DATASET_DIRS', 'SCALES', 'METHOD_MODULES', 'CPU_BUDGET',
            'RECORD_LOG_ENV', 'DataNotFoundError', 'data_candidates', 'data_root', 'data_path', 'seed_everything',
            'ConfigError', 'method_config', 'RunConfig', 'MethodConfig', 'flags_changed', 'library_versions',
-           'git_commit', 'atomic_write_json', 'note_record', 'run_record_path', 'find_run', 'is_main_process',
-           'write_run_record', 'timed']
+           'git_commit', 'atomic_write_json', 'note_record', 'run_record_path', 'find_run', 'run_lock',
+           'is_main_process', 'write_run_record', 'timed']
 
 # %% ../nbs/00_core.ipynb #12acb2c4
 def _find_root() -> Path:
@@ -377,6 +377,17 @@ def find_run(cfg: RunConfig) -> dict | None:
         raise ValueError(f"{p}: corrupt run record ({e}); delete it to re-run") from None
     note_record(p)
     return rec
+
+@contextlib.contextmanager
+def run_lock(cfg: RunConfig):
+    "Hold an exclusive file lock named by the run id: a second process wanting the same run waits, then finds its record."
+    import fcntl
+    p = cfg.out_path / "locks" / f"{cfg.run_id}.lock"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try: yield
+        finally: fcntl.flock(fh, fcntl.LOCK_UN)
 
 def is_main_process() -> bool:
     "False in the non-zero ranks of a distributed launch (`accelerate launch`, torchrun)."

@@ -20,8 +20,8 @@ from torch import nn
 from dataclasses import asdict, dataclass, field
 
 from .baselines import BASELINE_PRESETS
-from .core import (CACHE_DIR, ConfigError, MethodConfig, RunConfig, find_run, seed_everything, timed,
-                              write_run_record)
+from .core import (CACHE_DIR, ConfigError, MethodConfig, RunConfig, find_run, run_lock, seed_everything,
+                              timed, write_run_record)
 from .qa import CAUSAL_SEP, caps, causal_target_ids, dev_cap, eval_splits, is_causal, rationale_of, subsample
 from .metrics import accuracy
 from .training import TrainOptions, load_weights, pad_collate, save_weights, train
@@ -409,6 +409,11 @@ def _lengths(data: Sequence[dict]) -> list[int]:
 
 def run(cfg: RunConfig, force: bool = False, dd=None) -> dict:
     "One complete KNIFE run (teacher or student); writes and returns its run record (skips a finished run)."
+    resolve_flags(cfg)
+    with run_lock(cfg):   # two sweep workers needing the same teacher: one trains it, the other waits and reuses it
+        return _run(cfg, force, dd)
+
+def _run(cfg: RunConfig, force: bool, dd) -> dict:
     from knife_repro.models import load_lm, n_params
     f = resolve_flags(cfg)
     if not force and (rec := find_run(cfg)) and (cfg.method != "knife_teacher" or _weights_dir(cfg).is_dir()):

@@ -129,3 +129,26 @@ def test_killed_write_leaves_no_partial_record(tmp_path):
     records = list(runs.glob("*.json"))
     assert [r.name for r in records] == [f"{cfg.run_id}.json"]
     assert json.loads(records[0].read_text())["metrics"] == {"accuracy": 0.9}   # the old record is intact
+
+
+def test_run_lock_makes_a_second_process_wait(tmp_path):
+    "A process holding the lock of a run delays another process that asks for the same run, not one for another run."
+    import subprocess, sys, time
+    from knife_repro.core import run_lock
+    cfg = RunConfig(method="ft", output_dir=str(tmp_path))
+    done = tmp_path / "holder_done"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time, pathlib; from knife_repro.core import RunConfig, run_lock\n"
+        f"cfg = RunConfig(method='ft', output_dir={str(tmp_path)!r})\n"
+        "with run_lock(cfg):\n"
+        f"    pathlib.Path({str(tmp_path / 'holder_in')!r}).touch(); time.sleep(2)\n"
+        f"    pathlib.Path({str(done)!r}).touch()\n")])
+    t0 = time.time()
+    while not (tmp_path / "holder_in").exists():
+        assert time.time() - t0 < 60 and holder.poll() is None
+        time.sleep(0.05)
+    with run_lock(cfg.replace(seed=1)):          # another run: not blocked
+        assert not done.exists()
+    with run_lock(cfg):                          # the same run: only after the holder released it
+        assert done.exists()
+    assert holder.wait(30) == 0
