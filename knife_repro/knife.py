@@ -34,7 +34,8 @@ __all__ = ['SCORES', 'POSITIONS', 'KD', 'KD_OUT', 'KD_IN_LAYERS', 'METHODS', 'VA
            'data_hash', 'compute_teacher_states', 'teacher_cache_path', 'cached_teacher_states', 'predict_choices',
            'evaluate_choices', 'KnifeConfig', 'resolve_flags', 'teacher_config', 'run', 'causal_task_text',
            'encode_causal_choices', 'causal_collate', 'attention_allowed', 'causal_attention_mask', 'position_ids_of',
-           'causal_forward', 'causal_teacher_forward', 'causal_student_forward', 'label_of', 'results_table']
+           'causal_forward', 'causal_teacher_forward', 'causal_student_forward', 'label_of', 'results_table',
+           'selection_table', 'correctness', 'cpu_records', 'paired', 'point_minutes']
 
 # %% ../nbs/20_knife.ipynb #ac545d44
 def task_text(ex: dict, choice: str) -> str:
@@ -647,3 +648,52 @@ def results_table(run_dir: str | Path, **where) -> "pd.DataFrame":
     order = {l: i for i, l in enumerate(LABELS.values())}
     return t.sort_values(["dataset", "model", "train_fraction", "method"], key=lambda s: s.map(order).fillna(99)
                          if s.name == "method" else s).reset_index(drop=True)
+
+# %% ../nbs/20_knife.ipynb #7f5406c7
+def selection_table(run_dir=None) -> "pd.DataFrame":
+    "The validation-split runs that chose the cpu budget: FT I→O accuracy per learning rate and dataset."
+    import pandas as pd
+    from knife_repro.report import RECORDS_DIR
+    rows = []
+    for p in sorted(Path(run_dir or RECORDS_DIR).glob("*.json")):
+        r = json.loads(p.read_text()); c = r["config"]
+        if c["scale"] == "cpu" and c.get("report_split") == "validation" and c["method"] == "ft_io":
+            rows.append({"lr": c["lr"], "dataset": c["dataset"], "val_accuracy": r["metrics"]["accuracy"],
+                         "n_val": r["metrics"].get("n"), "train_s": r["timings"].get("train_s")})
+    if not rows: return pd.DataFrame()
+    t = pd.DataFrame(rows).pivot_table(index="lr", columns="dataset", values="val_accuracy")
+    t["mean"] = t.mean(axis=1)
+    return t
+
+# %% ../nbs/20_knife.ipynb #5ed8ce54
+def correctness(rec: dict) -> dict:
+    "Per test question id, 1 if the record's prediction is right, else 0."
+    return {e["id"]: int(e["pred"] == e["gold"]) for e in rec.get("per_example") or []}
+
+def cpu_records(run_dir=None, scale: str = "cpu") -> list[dict]:
+    "The test-split records of this table's methods at `scale`."
+    from knife_repro.report import RECORDS_DIR
+    out = []
+    for p in sorted(Path(run_dir or RECORDS_DIR).glob("*.json")):
+        r = json.loads(p.read_text()); c = r["config"]
+        if c["method"] in LABELS and c["scale"] == scale and c.get("report_split", "test") == "test":
+            out.append(r)
+    return out
+
+def paired(recs: Sequence[dict], a: str, b: str, dataset: str, train_fraction: float = 1.0) -> dict | None:
+    "`metrics.paired_test` of method label `a` vs `b` on `dataset` over the seeds both have, on their common questions."
+    from knife_repro.metrics import paired_test
+    by = {}
+    for r in recs:
+        c = r["config"]
+        if c["dataset"] == dataset and c["train_fraction"] == train_fraction and label_of(r) in (a, b):
+            by[(label_of(r), c["seed"])] = correctness(r)
+    seeds = sorted({s for (l, s) in by if l == a} & {s for (l, s) in by if l == b})
+    if not seeds: return None
+    ids = sorted(set.intersection(*(set(by[(l, s)]) for s in seeds for l in (a, b))))
+    t = paired_test([[by[(a, s)][q] for q in ids] for s in seeds], [[by[(b, s)][q] for q in ids] for s in seeds])
+    return {"dataset": dataset, "train_fraction": train_fraction, "A": a, "B": b, "seeds": ",".join(map(str, seeds)), **t}
+
+def point_minutes(rec: dict) -> float:
+    "Wall time of a run, in minutes: loading, training (with teacher states) and evaluation."
+    return sum(v for k, v in rec["timings"].items() if k.endswith("_s")) / 60

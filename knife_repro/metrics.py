@@ -14,7 +14,7 @@ from typing import Sequence
 
 # %% auto #0
 __all__ = ['normalize_answer', 'correct', 'exact_match_scores', 'bootstrap_ci', 'summarize', 'accuracy', 'exact_match',
-           'mean_std']
+           'mean_std', 'paired_test']
 
 # %% ../nbs/04_metrics.ipynb #f457a781
 def normalize_answer(s: str) -> str:
@@ -64,3 +64,19 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     vals = [v for v in values if v is not None and not math.isnan(v)]
     if not vals: return (math.nan, math.nan)
     return (mean(vals), stdev(vals) if len(vals) > 1 else 0.0)
+
+# %% ../nbs/04_metrics.ipynb #9a69574d
+def paired_test(a, b, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> dict:
+    "A vs B on the same questions: `a`, `b` are 0/1 per question, or per seed × question. Δ, its paired bootstrap CI, McNemar."
+    import numpy as np
+    from scipy.stats import binomtest
+    a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
+    if a.shape != b.shape: raise ValueError(f"paired_test: shapes differ, {a.shape} vs {b.shape}")
+    diff_q = (a - b).mean(0)                                   # per question, averaged over seeds
+    rng = np.random.default_rng(seed)
+    boot = diff_q[rng.integers(0, len(diff_q), (n_boot, len(diff_q)))].mean(1)
+    n10, n01 = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
+    p = binomtest(n10, n10 + n01, 0.5).pvalue if n10 + n01 else 1.0
+    return {"n_questions": a.shape[1], "n_seeds": a.shape[0], "acc_a": float(a.mean()), "acc_b": float(b.mean()),
+            "diff": float(diff_q.mean()), "diff_ci_low": float(np.quantile(boot, alpha / 2)),
+            "diff_ci_high": float(np.quantile(boot, 1 - alpha / 2)), "only_a": n10, "only_b": n01, "p_mcnemar": float(p)}

@@ -575,3 +575,30 @@ def test_knife_run_on_pretrained_smollm2(tmp_path):
                                     max_eval_samples=4, max_source_len=48, max_target_len=8), dd=dd)
     assert rec["teacher_run"] and rec["metrics"]["n"] == 4 and 0 <= rec["metrics"]["accuracy"] <= 1
     assert any("decoder-only" in n for n in rec["notes"])
+
+
+def test_paired_and_selection_tables_from_hand_made_records(tmp_path):
+    "The cpu section's helpers: per-question pairing across seeds, and the validation-only learning-rate table."
+    import json
+    from knife_repro.core import write_run_record
+    from knife_repro.knife import paired, selection_table, cpu_records
+    from knife_repro.train import resolve_config
+    golds = [0, 1, 0, 1]
+    preds = {("knife", 0): [0, 1, 0, 0], ("knife", 1): [0, 1, 1, 1], ("ft_io", 0): [1, 1, 0, 0], ("ft_io", 1): [0, 0, 1, 1]}
+    for (m, s), pr in preds.items():
+        cfg = resolve_config(method=m, dataset="openbookqa", scale="cpu", seed=s, output_dir=str(tmp_path))
+        ex = [{"id": f"q{i}", "gold": g, "pred": p} for i, (g, p) in enumerate(zip(golds, pr))]
+        write_run_record(cfg, {"accuracy": sum(e["gold"] == e["pred"] for e in ex) / 4}, per_example=ex)
+    for lr, acc in ((1e-5, 0.3), (3e-5, 0.5)):          # a validation run is not a test run, and vice versa
+        cfg = resolve_config(method="ft_io", dataset="openbookqa", scale="cpu", lr=lr, report_split="validation",
+                             output_dir=str(tmp_path))
+        write_run_record(cfg, {"accuracy": acc, "n": 200})
+    recs = cpu_records(tmp_path / "runs")
+    assert len(recs) == 4
+    t = paired(recs, "KNIFE (In+Out)", "FT I→O", "openbookqa")
+    # by hand: seed 0 KNIFE right on q0-q2, FT on q1-q2; seed 1 KNIFE on q0, q1, q3, FT on q0, q3:
+    # discordant pairs (s0, q0) and (s1, q1), both for KNIFE; accuracy 6/8 vs 4/8
+    assert (t["only_a"], t["only_b"], t["n_seeds"], t["n_questions"]) == (2, 0, 2, 4)
+    assert abs(t["diff"] - 2 / 8) < 1e-12 and abs(t["p_mcnemar"] - 0.5) < 1e-12
+    sel = selection_table(tmp_path / "runs")
+    assert sel.loc[3e-5, "openbookqa"] == 0.5 and sel["mean"].idxmax() == 3e-5
