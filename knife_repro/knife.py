@@ -32,10 +32,10 @@ __all__ = ['SCORES', 'POSITIONS', 'KD', 'KD_OUT', 'KD_IN_LAYERS', 'METHODS', 'VA
            'choice_collate', 'ChoiceScorer', 'choice_logits', 'cross_mask_of', 'teacher_forward', 'student_forward',
            'masked_mse', 'choice_kl', 'teacher_targets', 'make_student_loss', 'make_teacher_loss', 'weights_hash',
            'data_hash', 'compute_teacher_states', 'teacher_cache_path', 'cached_teacher_states', 'predict_choices',
-           'evaluate_choices', 'KnifeConfig', 'resolve_flags', 'teacher_config', 'run', 'causal_task_text',
-           'encode_causal_choices', 'causal_collate', 'attention_allowed', 'causal_attention_mask', 'position_ids_of',
-           'causal_forward', 'causal_teacher_forward', 'causal_student_forward', 'label_of', 'results_table',
-           'selection_table', 'correctness', 'cpu_records', 'paired', 'point_minutes']
+           'evaluate_choices', 'KnifeConfig', 'resolve_flags', 'teacher_config', 'table_config', 'run',
+           'causal_task_text', 'encode_causal_choices', 'causal_collate', 'attention_allowed', 'causal_attention_mask',
+           'position_ids_of', 'causal_forward', 'causal_teacher_forward', 'causal_student_forward', 'label_of',
+           'results_table', 'selection_table', 'correctness', 'cpu_records', 'paired', 'point_minutes']
 
 # %% ../nbs/20_knife.ipynb #ac545d44
 def task_text(ex: dict, choice: str) -> str:
@@ -385,6 +385,11 @@ def teacher_config(cfg: RunConfig) -> RunConfig:
     common = {k: v for k, v in cfg.to_dict().items() if k != "flags"}
     return KnifeConfig.resolve(**{**common, "method": "knife_teacher", "model": f["teacher_model"] or cfg.model},
                                **{k: f[k] for k in TEACHER_FLAGS})
+
+def table_config(method: str, **params) -> RunConfig:
+    "The resolved config of one point of KNIFE's table: an FT baseline or a KNIFE method; parameters not `method`'s are left out."
+    from knife_repro.baselines import BASELINES, BaselineConfig
+    return (BaselineConfig if method in BASELINES else KnifeConfig).resolve(method=method, lenient=True, **params)
 
 def _weights_dir(cfg: RunConfig) -> Path:
     return cfg.out_path / "checkpoints" / cfg.run_id / "final"

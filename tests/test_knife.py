@@ -602,3 +602,29 @@ def test_paired_and_selection_tables_from_hand_made_records(tmp_path):
     assert abs(t["diff"] - 2 / 8) < 1e-12 and abs(t["p_mcnemar"] - 0.5) < 1e-12
     sel = selection_table(tmp_path / "runs")
     assert sel.loc[3e-5, "openbookqa"] == 0.5 and sel["mean"].idxmax() == 3e-5
+
+
+def test_cli_notebook_and_sweep_resolve_the_same_cpu_point(tmp_path):
+    "A point of sweeps/knife.yaml's cpu grid: the notebook's resolution (table_config, given the point's papermill"
+    " parameters as the notebook builds them) and `python -m knife_repro.train --set ...` give one config and run id."
+    import subprocess, sys, json
+    from knife_repro.core import PROJECT_ROOT
+    from knife_repro.knife import table_config
+    from knife_repro.sweep import load_sweep, points
+    from knife_repro.train import config_from_args
+    pts = points(load_sweep(PROJECT_ROOT / "sweeps" / "knife.yaml", "cpu"), tmp_path)
+    picked = [p for p in pts if p["params"]["method"] in ("knife", "ft_iro", "knife_teacher") and p["params"]["seed"] == 1]
+    assert any(p["params"]["overrides"] for p in picked) and any(not p["params"]["overrides"] for p in picked)
+    notebook_only = {"method", "overrides", "output_dir"}
+    for pt in picked:
+        p = pt["params"]
+        nb = table_config(p["method"], **({k: v for k, v in p.items() if k not in notebook_only}
+                                          | p["overrides"] | {"output_dir": p["output_dir"]}))
+        sets = [f"{k}={v}" for k, v in {**p, **p["overrides"]}.items() if k != "overrides" and v is not None]
+        cli, _ = config_from_args(["--set", *sets])
+        assert cli == nb and cli.run_id == nb.run_id, (p, cli, nb)
+        out = subprocess.run([sys.executable, "-m", "knife_repro.train", "--dry-run", "--set", *sets],
+                             capture_output=True, text=True)
+        assert out.returncode == 0 and json.loads(out.stdout)["run_id"] == nb.run_id
+    assert len({table_config(**({k: v for k, v in p["params"].items() if k not in ("overrides", "output_dir")}
+                                | p["params"]["overrides"])).run_id for p in pts}) == len(pts)   # every point its own run
