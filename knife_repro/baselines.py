@@ -18,8 +18,8 @@ from .training import TrainOptions, train
 
 # %% auto #0
 __all__ = ['BASELINES', 'ZERO_SHOT', 'METHODS', 'BASELINE_PRESETS', 'CONFIG', 'WRITES_RATIONALE', 'format_input', 'format_target',
-           'predict', 'evaluate_qa', 'encode_examples', 'run_baseline', 'run_zero_shot', 'run', 'BaselineConfig',
-           'baseline_faithfulness']
+           'predict', 'evaluate_qa', 'encode_examples', 'generation_length', 'run_baseline', 'run_zero_shot', 'run',
+           'BaselineConfig', 'baseline_faithfulness']
 
 # %% ../nbs/03_baselines.ipynb #eacf6936
 BASELINES = {"ft_io": "I→O", "ft_ior": "I→OR", "ft_iro": "I→RO", "ft_ir_o": "IR→O"}
@@ -86,6 +86,10 @@ def encode_examples(tok, examples: Sequence[dict], method: str, rationale_source
     return out
 
 # %% ../nbs/03_baselines.ipynb #dcb2adbe
+def generation_length(rows: Sequence[dict], cap: int, margin: int = 8) -> int:
+    "New tokens to generate at test time: the longest training target + `margin`, at most `cap` (no longer output was learnt)."
+    return min(cap, max((sum(t != -100 for t in r["labels"]) for r in rows), default=cap) + margin)
+
 def run_baseline(cfg: RunConfig, dd=None, force: bool = False) -> dict:
     "Train and evaluate one fine-tuning baseline; returns its run record (skips a finished run)."
     from knife_repro.data import load as load_data
@@ -112,10 +116,11 @@ def run_baseline(cfg: RunConfig, dd=None, force: bool = False) -> dict:
     with timed(timings, "train_s"):
         res = train({"model": model}, lm_loss, data, cfg, eval_fn=eval_fn,
                     opts=TrainOptions(output_dir=out_dir, metric_for_best="accuracy", count_label_tokens=not is_causal(model)))
+    gen_len = generation_length(data, cfg.max_target_len)
     with timed(timings, "eval_s"):
         metrics, golds, out = {}, [e["answer"] for e in test], {}
         for mode in ("generate", "score"):   # one greedy generation serves both (I→RO scores after its own rationale)
-            out[mode] = predict(model, tok, test, cfg.method, mode, rationale_source=rs, max_new_tokens=cfg.max_target_len,
+            out[mode] = predict(model, tok, test, cfg.method, mode, rationale_source=rs, max_new_tokens=gen_len,
                                 texts=out["generate"]["texts"] if mode == "score" else None, **kw)
             m = accuracy(out[mode]["preds"], golds) | {"invalid": sum(p is None for p in out[mode]["preds"]) / len(golds)}
             metrics.update({f"{k}_{mode}" if k != "n" else "n": v for k, v in m.items()})
@@ -125,7 +130,8 @@ def run_baseline(cfg: RunConfig, dd=None, force: bool = False) -> dict:
     per_example = [{"id": e.get("id", str(i)), "gold": g, "pred": ps, "pred_generate": pg, "generation": t}
                    for i, (e, g, ps, pg, t) in enumerate(zip(test, golds, out["score"]["preds"], out["generate"]["preds"],
                                                              out["generate"]["texts"]))]
-    notes = [f"selection split: {sel} ({len(dev)}), reported split: {rep} ({len(test)}), train: {len(tr)}"]
+    notes = [f"selection split: {sel} ({len(dev)}), reported split: {rep} ({len(test)}), train: {len(tr)}; "
+             f"generation: at most {gen_len} new tokens"]
     if cfg.flags.get("faithfulness") and cfg.method in WRITES_RATIONALE:
         with timed(timings, "faithfulness_s"):
             fm, fnotes = baseline_faithfulness(model, tok, cfg, tr, test, rs)

@@ -10,6 +10,7 @@ import builtins
 import hashlib
 import itertools
 import json
+import re
 import os
 import sys
 import tempfile
@@ -26,7 +27,7 @@ from .core import PROJECT_ROOT, RECORD_LOG_ENV, RESULTS_DIR, SCALES, ConfigError
 
 # %% auto #0
 __all__ = ['Sweep', 'load_sweep', 'all_points', 'points', 'excluded_points', 'point_id', 'status_path', 'read_status',
-           'missing_records', 'run_point', 'estimate_cost', 'plan', 'run_sweep', 'main']
+           'missing_records', 'cli_args', 'run_point_cli', 'run_point', 'estimate_cost', 'plan', 'run_sweep', 'main']
 
 # %% ../nbs/30_sweeps.ipynb #9e74db5d
 @dataclass
@@ -150,6 +151,37 @@ def missing_records(st: dict, output_dir: str | Path = RESULTS_DIR) -> list[str]
     if "records" not in st: return None
     return [r for r in st["records"] if not (Path(output_dir) / r).is_file()]
 
+def cli_args(params: dict) -> list[str]:
+    "A point's parameters as `python -m knife_repro.train --set` items: `overrides` merged in, None (the preset's) left out."
+    flat = {k: v for k, v in params.items() if k != "overrides"} | (params.get("overrides") or {})
+    def scalar(v):   # JSON is YAML, except that YAML reads 1e-05 as a string: write 1.0e-05
+        return re.sub(r"^(-?\d+)(e[-+]?\d+)$", r"\1.0\2", json.dumps(v)) if isinstance(v, float) else json.dumps(v)
+    return [f"{k}={scalar(v)}" for k, v in flat.items() if v is not None]
+
+def run_point_cli(sw: Sweep, pt: dict, output_dir: str | Path = RESULTS_DIR) -> dict:
+    "Run one point through `python -m knife_repro.train` (no notebook, so none of its demo cells); status as `run_point`."
+    import os, subprocess
+    logf = Path(output_dir) / "logs" / sw.name / f"{pt['id']}.log"
+    logf.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    st = {"id": pt["id"], "sweep": str(sw.path), "notebook": str(pt["notebook"]), "params": pt["params"],
+          "runner": "cli", "log": str(logf)}
+    with tempfile.TemporaryDirectory() as tmp:
+        rlog = Path(tmp) / "records.log"
+        with open(logf, "w") as fh:
+            rc = subprocess.run([sys.executable, "-m", "knife_repro.train", "--set", *cli_args(pt["params"])],
+                                stdout=fh, stderr=subprocess.STDOUT, cwd=str(PROJECT_ROOT),
+                                env={**os.environ, RECORD_LOG_ENV: str(rlog)}).returncode
+        if rc == 0: st["status"] = "ok"
+        else:
+            tail = logf.read_text()[-2000:]
+            st.update(status="failed", error=f"exit code {rc}: {tail.strip().splitlines()[-1] if tail.strip() else ''}",
+                      traceback=tail)
+        st["records"] = _records_noted(rlog, output_dir)
+    st["seconds"] = round(time.perf_counter() - t0, 1)
+    atomic_write_json(status_path(sw, pt, output_dir), st)
+    return st
+
 def run_point(sw: Sweep, pt: dict, output_dir: str | Path = RESULTS_DIR, kernel: str = "python3") -> dict:
     "Execute one point with papermill; write and return its status (with the run records it wrote or reused)."
     import papermill as pm
@@ -192,8 +224,10 @@ def plan(sw: Sweep, output_dir: str | Path = RESULTS_DIR, force: bool = False) -
     return out
 
 def run_sweep(sw: Sweep, output_dir: str | Path = RESULTS_DIR, workers: int = 1, executor: str = "local",
-              force: bool = False, dry_run: bool = False, log=print) -> list[dict]:
+              force: bool = False, dry_run: bool = False, log=print, runner: str = "notebook") -> list[dict]:
     "Run every point not yet done; returns the statuses of the points run (or the plan on dry_run)."
+    if runner not in ("notebook", "cli"): raise ConfigError(f"runner={runner!r}: must be notebook or cli")
+    run_point_fn = run_point if runner == "notebook" else run_point_cli
     pl = plan(sw, output_dir, force)
     todo = [p for p in pl if p["state"] != "done"]
     if dry_run:
@@ -212,7 +246,7 @@ def run_sweep(sw: Sweep, output_dir: str | Path = RESULTS_DIR, workers: int = 1,
     results = []
     if executor == "local":
         with ThreadPoolExecutor(max_workers=max(workers, 1)) as ex:
-            futs = {ex.submit(run_point, sw, p, output_dir): p for p in todo}
+            futs = {ex.submit(run_point_fn, sw, p, output_dir): p for p in todo}
             for f in as_completed(futs):
                 st = f.result(); results.append(st)
                 log(f"{st['status']:6} {st['seconds']:7.1f}s {st['id']}" + (f"  {st['error'][:200]}" if st["status"] != "ok" else ""))
@@ -221,7 +255,7 @@ def run_sweep(sw: Sweep, output_dir: str | Path = RESULTS_DIR, workers: int = 1,
         folder = Path(output_dir) / "submitit" / sw.name
         ex = submitit.AutoExecutor(folder=str(folder), cluster="local" if executor == "submitit-local" else "slurm")
         ex.update_parameters(timeout_min=int(max((sw.cost_s or 3600) * 2 / 60, 10)))
-        jobs = [ex.submit(run_point, sw, p, output_dir) for p in todo]
+        jobs = [ex.submit(run_point_fn, sw, p, output_dir) for p in todo]
         for j in jobs:
             st = j.result(); results.append(st)
             log(f"{st['status']:6} {st['seconds']:7.1f}s {st['id']}")
@@ -239,12 +273,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", choices=SCALES, help="override the sweep's scale")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--executor", default="local", choices=["local", "slurm", "submitit-local"])
+    ap.add_argument("--runner", default="notebook", choices=["notebook", "cli"],
+                    help="notebook: execute the notebook with papermill; cli: python -m knife_repro.train with the "
+                         "point's parameters (same resolved config, no demo cells)")
     ap.add_argument("--output-dir", default=str(RESULTS_DIR))
     ap.add_argument("--force", action="store_true", help="re-run points that are done")
     ap.add_argument("--dry-run", action="store_true", help="list the points and the estimated cost")
     a = ap.parse_args(argv)
     sw = load_sweep(a.sweep, a.scale)
-    res = run_sweep(sw, a.output_dir, a.workers, a.executor, a.force, a.dry_run)
+    res = run_sweep(sw, a.output_dir, a.workers, a.executor, a.force, a.dry_run, runner=a.runner)
     return 0 if a.dry_run or all(r["status"] == "ok" for r in res) else 1
 
 if __name__ == "__main__" and not hasattr(builtins, "__IPYTHON__"):

@@ -77,3 +77,10 @@ def test_baseline_trains_the_pretrained_causal_student(tmp_path):
     rec = run_baseline(cfg)
     assert rec["metrics"]["n"] == 4 and rec["timings"]["optimizer_steps"] == 1
     assert rec["metrics"]["invalid_generate"] < 1      # the pretrained model writes answers that parse
+
+def test_generation_length_is_the_longest_training_target_plus_margin():
+    from knife_repro.baselines import generation_length
+    rows = [{"labels": [-100, -100, 5, 6]}, {"labels": [-100, 7, 8, 9]}, {"labels": [1]}]   # targets 2, 3, 1 tokens
+    assert generation_length(rows, cap=64) == 3 + 8
+    assert generation_length(rows, cap=10) == 10
+    assert generation_length(rows, cap=64, margin=0) == 3
