@@ -13,16 +13,17 @@ from functools import partial
 
 import torch
 
-from .context_distillation import Operation, distill, freeze, generate, is_causal, supervised_row, teacher_labels
-from .core import RunConfig, find_run, seed_everything, timed, write_run_record
+from .context_distillation import (LOSSES, Operation, distill, freeze, generate, is_causal, supervised_row,
+                                              teacher_labels)
+from .core import ConfigError, MethodConfig, RunConfig, find_run, seed_everything, timed, write_run_record
 from .data import addition as add
 from .metrics import accuracy
 from .qa import lm_loss
 from .training import TrainOptions, pad_collate, train
 
 # %% auto #0
-__all__ = ['METHODS', 'log', 'TEACHER_CUE', 'STUDENT_CUE', 'SCALES', 'split_scratchpad', 'operation', 'Settings', 'settings',
-           'encode', 'fit', 'pairs_of', 'evaluate', 'run']
+__all__ = ['METHODS', 'log', 'TEACHER_CUE', 'STUDENT_CUE', 'SCALES', 'CONFIG', 'split_scratchpad', 'operation', 'Settings',
+           'settings', 'AdditionConfig', 'encode', 'fit', 'pairs_of', 'evaluate', 'run']
 
 # %% ../nbs/23a_cd_addition.ipynb #5880d332
 METHODS = ("cd_addition",)
@@ -85,6 +86,34 @@ def settings(cfg: RunConfig) -> Settings:
         elif s.pretrain_steps == 0: s.pretrain_steps = SCALES["cpu"].pretrain_steps
     return s
 
+_SCALES_OWN = ("", True, False, "True", "False")   # "": the scale's (`SCALES`)
+
+@dataclass
+class AdditionConfig(MethodConfig):
+    "The run's own settings (its flags), typed and checked; the scale's `Settings` fill what is left to the scale."
+    loss: str = "sampled"           # sampled | exact | topk | hard
+    n_samples: int = 100            # tokens sampled per position (loss sampled)
+    top_k: int = 20                 # tokens kept per position (loss topk)
+    decoding: str = "sample"        # how the teacher produces y: sample | greedy
+    mark_positions: bool | str = "" # "": the scale's; True | False
+    pretrain: bool | str = ""       # "": the scale's; True | False: the mixture pre-training stage
+    scratchpad: str = ""            # "": the scale's; nye | columns
+    baselines: bool = True          # also Sc->Dir and Sc+Dir at the same budget
+    methods = METHODS
+    presets = {scale: {"model": "default"} for scale in SCALES}   # "default": the scale's model (`Settings.model`)
+
+    def check(self, method: str) -> None:
+        if self.loss not in LOSSES: raise ConfigError(f"loss={self.loss!r}: must be one of {LOSSES}")
+        if self.decoding not in ("sample", "greedy"): raise ConfigError(f"decoding={self.decoding!r}: 'sample' or 'greedy'")
+        for k in ("mark_positions", "pretrain"):
+            if getattr(self, k) not in _SCALES_OWN: raise ConfigError(f"{k}={getattr(self, k)!r}: must be True or False")
+        if self.scratchpad not in ("", *add.SCRATCHPADS):
+            raise ConfigError(f"scratchpad={self.scratchpad!r}: must be one of {tuple(add.SCRATCHPADS)}")
+        for k in ("n_samples", "top_k"):
+            if getattr(self, k) < 1: raise ConfigError(f"{k}={getattr(self, k)!r}: must be >= 1")
+
+CONFIG = AdditionConfig
+
 # %% ../nbs/23a_cd_addition.ipynb #3b93e00d
 def encode(tok, pairs, fmt: str, s: Settings, causal: bool = False) -> list[dict]:
     "Supervised examples: (cue + problem) -> scratchpad or direct target (`causal`: one sequence, loss on the target)."
@@ -128,11 +157,8 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
     from knife_repro.models import load_lm
     if cfg.method not in METHODS: raise ValueError(f"method={cfg.method!r}: not one of {METHODS}")
     if cfg.dataset != "addition": raise ValueError(f"dataset={cfg.dataset!r}: cd_addition runs on 'addition'")
-    f = cfg.flags
-    loss = f.get("loss", "sampled"); decoding = f.get("decoding", "sample")
-    from knife_repro.context_distillation import LOSSES
-    if loss not in LOSSES: raise ValueError(f"loss={loss!r}: must be one of {LOSSES}")
-    if decoding not in ("sample", "greedy"): raise ValueError(f"decoding={decoding!r}: 'sample' or 'greedy'")
+    f = AdditionConfig.resolve(**cfg.to_dict()).flags   # checked, also for a config built directly
+    loss, decoding = f["loss"], f["decoding"]
     if not force and (rec := find_run(cfg)): return rec
     s = settings(cfg)
     timings, notes, stages = {}, [], {}

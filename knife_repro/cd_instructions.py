@@ -14,14 +14,14 @@ from functools import partial
 
 from .context_distillation import (LOSSES, Operation, distill, freeze, generate, is_causal, simultaneous,
                                              supervised_row, teacher_labels)
-from .core import RunConfig, find_run, seed_everything, timed, write_run_record
+from .core import ConfigError, MethodConfig, RunConfig, find_run, seed_everything, timed, write_run_record
 from .metrics import summarize
 from .qa import lm_loss
 from .training import TrainOptions, pad_collate, train
 
 # %% auto #0
-__all__ = ['METHODS', 'log', 'TASKS', 'VOCAB', 'SCALES', 'sample_input', 'answer', 'teacher_prompt', 'id_prompt', 'raw_inputs',
-           'id_operation', 'Settings', 'association_scores', 'run']
+__all__ = ['METHODS', 'log', 'TASKS', 'VOCAB', 'SCALES', 'CONFIG', 'sample_input', 'answer', 'teacher_prompt', 'id_prompt',
+           'raw_inputs', 'id_operation', 'Settings', 'InstructionsConfig', 'association_scores', 'run']
 
 # %% ../nbs/23c_cd_instructions.ipynb #34ceb788
 METHODS = ("cd_instructions",)
@@ -75,6 +75,20 @@ SCALES = {"smoke": Settings(),
           "paper": Settings(model="google/t5-large-lm-adapt", tokenizer=None, pretrain_steps=2000, pretrain_batch=16,
                             pretrain_lr=1e-5, n_per_op=4096, distill_batch=16, distill_lr=1e-5, n_eval=1000)}
 
+@dataclass
+class InstructionsConfig(MethodConfig):
+    "The run's own settings (its flags), typed and checked; the scale's `Settings` fix the rest."
+    loss: str = "sampled"           # sampled | exact | topk | hard
+    decoding: str = "sample"        # the teacher's decoding: sample (Eq. 1) | greedy
+    methods = METHODS
+    presets = {scale: {"model": "default"} for scale in SCALES}   # "default": the scale's model (`Settings.model`)
+
+    def check(self, method: str) -> None:
+        if self.loss not in LOSSES: raise ConfigError(f"loss={self.loss!r}: must be one of {LOSSES}")
+        if self.decoding not in ("sample", "greedy"): raise ConfigError(f"decoding={self.decoding!r}: 'sample' or 'greedy'")
+
+CONFIG = InstructionsConfig
+
 def _gen(model, tok, prompts):
     return [o.strip() for o in generate(model, tok, prompts, max_new_tokens=32, batch_size=128)]
 
@@ -98,8 +112,8 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
     from knife_repro.models import load_lm
     if cfg.method not in METHODS: raise ValueError(f"method={cfg.method!r}: not one of {METHODS}")
     if cfg.dataset != "instructions": raise ValueError(f"dataset={cfg.dataset!r}: cd_instructions runs on 'instructions'")
-    loss, decoding = cfg.flags.get("loss", "sampled"), cfg.flags.get("decoding", "sample")
-    if loss not in LOSSES: raise ValueError(f"loss={loss!r}: must be one of {LOSSES}")
+    f = InstructionsConfig.resolve(**cfg.to_dict()).flags   # checked, also for a config built directly
+    loss, decoding = f["loss"], f["decoding"]
     if not force and (rec := find_run(cfg)): return rec
     s = replace(SCALES[cfg.scale])
     if cfg.model not in ("", "default"): s.model = cfg.model

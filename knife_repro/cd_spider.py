@@ -14,13 +14,14 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 from .context_distillation import LOSSES, Operation, distill, encode_view, freeze, generate, teacher_labels
-from .core import RunConfig, find_run, seed_everything, timed, write_run_record
+from .core import ConfigError, MethodConfig, RunConfig, find_run, seed_everything, timed, write_run_record
 from .metrics import summarize
 from .qa import lm_loss
 from .training import TrainOptions, pad_collate, train
 
 # %% auto #0
-__all__ = ['METHODS', 'log', 'SCALES', 'prompt', 'first_line', 'operation', 'Settings', 'split_db', 'invent_questions', 'run']
+__all__ = ['METHODS', 'log', 'SCALES', 'CONFIG', 'prompt', 'first_line', 'operation', 'Settings', 'SpiderConfig', 'split_db',
+           'invent_questions', 'run']
 
 # %% ../nbs/23b_cd_spider.ipynb #4134e707
 METHODS = ("cd_spider", "gd_spider")
@@ -52,6 +53,25 @@ SCALES = {"smoke": Settings(),
           "cpu": Settings(n_dbs=6, n_raw=128, max_eval_per_db=40, gd_epochs=10),
           "paper": Settings(model="facebook/incoder-6B", n_dbs=20, n_raw=4096, max_eval_per_db=10_000,
                             batch=16, lr=1e-4, gd_epochs=25, gd_lr=1e-5, max_prompt_len=2000, max_new_tokens=128)}
+
+@dataclass
+class SpiderConfig(MethodConfig):
+    "The run's own settings (its flags), typed and checked; the scale's `Settings` fix the rest."
+    k: int = 8                      # in-context examples per database: 4 | 8
+    loss: str = "sampled"           # cd_spider: sampled | exact | topk | hard
+    decoding: str = "greedy"        # cd_spider: the teacher's decoding, greedy | sample
+    raw_inputs: str = "teacher"     # cd_spider: teacher (invented questions) | examples (the k questions)
+    methods = METHODS
+    presets = {scale: {"model": "default"} for scale in SCALES}   # "default": the scale's model (`Settings.model`)
+
+    def check(self, method: str) -> None:
+        if self.k < 1: raise ConfigError(f"k={self.k}: must be >= 1")
+        if self.loss not in LOSSES: raise ConfigError(f"loss={self.loss!r}: must be one of {LOSSES}")
+        if self.decoding not in ("greedy", "sample"): raise ConfigError(f"decoding={self.decoding!r}: 'greedy' or 'sample'")
+        if self.raw_inputs not in ("teacher", "examples"):
+            raise ConfigError(f"raw_inputs={self.raw_inputs!r}: 'teacher' or 'examples'")
+
+CONFIG = SpiderConfig
 
 def split_db(rows: list[dict], k: int, seed: int) -> tuple[list[dict], list[dict]]:
     "k random in-context examples of a database and the rest of its questions (the evaluation)."
@@ -96,11 +116,8 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
     from knife_repro.models import load_causal
     if cfg.method not in METHODS: raise ValueError(f"method={cfg.method!r}: not one of {METHODS}")
     if cfg.dataset != "spider": raise ValueError(f"dataset={cfg.dataset!r}: {cfg.method} runs on 'spider'")
-    f = cfg.flags
-    k, loss, decoding, raw = int(f.get("k", 8)), f.get("loss", "sampled"), f.get("decoding", "greedy"), f.get("raw_inputs", "teacher")
-    if k < 1: raise ValueError(f"k={k}: must be >= 1")
-    if loss not in LOSSES: raise ValueError(f"loss={loss!r}: must be one of {LOSSES}")
-    if raw not in ("teacher", "examples"): raise ValueError(f"raw_inputs={raw!r}: 'teacher' or 'examples'")
+    f = SpiderConfig.resolve(**cfg.to_dict()).flags   # checked, also for a config built directly
+    k, loss, decoding, raw = f["k"], f["loss"], f["decoding"], f["raw_inputs"]
     if not force and (rec := find_run(cfg)): return rec
     s = replace(SCALES[cfg.scale]); s.model = cfg.model if cfg.model not in ("", "default") else s.model
     timings, per_db, preds = {}, {}, {"teacher": [], "pre_distill": [], "post_distill": [], "gd_best": [], "gd_last": []}

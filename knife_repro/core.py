@@ -114,7 +114,8 @@ class ConfigError(ValueError):
     "A bad run parameter; the message names the parameter."
 
 METHOD_MODULES = ("knife_repro.baselines", "knife_repro.knife", "knife_repro.kard", "knife_repro.scott",
-                  "knife_repro.context_distillation")   # imported only when asked for
+                  "knife_repro.context_distillation",   # runs the CD methods; the experiment modules below hold their configs
+                  "knife_repro.cd_addition", "knife_repro.cd_spider", "knife_repro.cd_instructions")   # imported only when asked for
 _CONFIGS: dict[str, type] = {}      # method name -> its MethodConfig subclass, registered when the class is defined
 _SCANNED: list[bool] = []           # non-empty once every method module has been imported
 

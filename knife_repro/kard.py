@@ -15,14 +15,19 @@ from typing import Sequence
 
 from .qa import (caps, causal_target_ids, eval_splits, generate, is_causal, lm_loss, lm_row, score_choices,
                             subsample)
-from .core import RunConfig, find_run, seed_everything, timed, write_run_record
+from dataclasses import dataclass, field
+
+from .core import (CPU_BUDGET, ConfigError, MethodConfig, RunConfig, find_run, seed_everything, timed,
+                              write_run_record)
 from .metrics import accuracy
 from .rationales import LETTERS
+from .reranker import LOSS_TYPES
 
 # %% auto #0
-__all__ = ['METHODS', 'KNOWLEDGE_METHODS', 'DOMAINS', 'FLAG_DEFAULTS', 'question_text', 'prompt_parts', 'encode_input',
-           'target_text', 'encode_target', 'parse_letter', 'vote', 'pick_rationales', 'training_examples',
-           'encode_rows', 'test_passages', 'predict', 'score_after', 'knowledge_base', 'run', 'kard_faithfulness']
+__all__ = ['METHODS', 'KNOWLEDGE_METHODS', 'DOMAINS', 'RATIONALE_SOURCES', 'KARD_PRESETS', 'CONFIG', 'FLAG_DEFAULTS',
+           'question_text', 'prompt_parts', 'encode_input', 'target_text', 'encode_target', 'parse_letter', 'vote',
+           'pick_rationales', 'training_examples', 'encode_rows', 'test_passages', 'predict', 'score_after',
+           'KardConfig', 'knowledge_base', 'run', 'kard_faithfulness']
 
 # %% ../nbs/21_kard.ipynb #6071ff8d
 METHODS = ("kard_ft", "kard_rd", "kard_bm25", "kard_rerank")
@@ -178,17 +183,54 @@ def score_after(model, tok, examples: Sequence[dict], method: str, dataset: str,
     return [max(range(len(r)), key=r.__getitem__) for r in s]
 
 # %% ../nbs/21_kard.ipynb #d340d65d
-FLAG_DEFAULTS = dict(rationale_source="auto", teacher="tiny-gpt2", verifier="tiny-t5", n_rationales=2, k_train=1, k=1,
-                     kappa=5, reranker="minilm", reranker_loss="kl", decoding="greedy", n_samples=5, corpus="",
-                     faithfulness=False)
+RATIONALE_SOURCES = ("auto", "file", "human", "hf")
+KARD_PRESETS = {
+    "smoke": dict(model="tiny-t5", max_train_samples=128, max_eval_samples=32, epochs=4, lr=3e-3, batch_size=16,
+                  max_source_len=192, max_target_len=64),
+    # the budget every QA method shares (core.CPU_BUDGET) plus KARD's own knobs, for now the smoke ones
+    # (the kit's defaults); they are to be chosen on validation splits (issue 16)
+    "cpu": dict(CPU_BUDGET, teacher="tiny-gpt2", verifier="tiny-t5", reranker="minilm", n_rationales=2, k_train=1, k=1,
+                kappa=5),
+    "paper": dict(model="google/flan-t5-base", epochs=3, lr=1e-4, scheduler="constant", batch_size=32,
+                  max_source_len=512, max_target_len=512),
+}
+
+@dataclass
+class KardConfig(MethodConfig):
+    "KARD's own settings (a run's flags), with per-scale presets; `resolve` makes the RunConfig."
+    rationale_source: str = "auto"  # auto | file (GPT-3 llm_rationales) | human | hf (the local teacher)
+    teacher: str = "tiny-gpt2"      # the local teacher, used when rationale_source is hf
+    verifier: str = "tiny-t5"       # the rationale filter (KARD: google/flan-t5-large); empty: no filter
+    n_rationales: int = 2           # rationales per training question (KARD: 10)
+    k_train: int = 1                # passages in the training input (KARD: 1; 10 for OBQA)
+    k: int = 1                      # passages in the test input
+    kappa: int = 5                  # BM25 candidates reranked at test time (KARD: 100)
+    reranker: str = "minilm"        # reranker backbone (KARD: LinkBERT-base / BioLinkBERT-base)
+    reranker_loss: str = "kl"       # kl (the paper) | ce (the official code)
+    decoding: str = "greedy"        # greedy | vote (n_samples sampled, majority vote)
+    n_samples: int = 5
+    corpus: str = ""                # knowledge base: empty for the dataset's (StrategyQA paragraphs, OBQA book), or a JSONL path
+    faithfulness: bool = False      # RD and KARD students: also LAS and own-/perturbed-rationale accuracy
+    data_options: dict = field(default_factory=dict)   # keyword arguments of the dataset's loader
+    methods = METHODS
+    presets = KARD_PRESETS
+
+    def check(self, method: str) -> None:
+        for name in ("n_rationales", "k_train", "k", "kappa", "n_samples"):
+            if getattr(self, name) < 1: raise ConfigError(f"{name}={getattr(self, name)!r}: must be >= 1")
+        if self.rationale_source not in RATIONALE_SOURCES:
+            raise ConfigError(f"rationale_source={self.rationale_source!r}: must be one of {', '.join(RATIONALE_SOURCES)}")
+        if self.reranker_loss not in LOSS_TYPES:
+            raise ConfigError(f"reranker_loss={self.reranker_loss!r}: must be one of {', '.join(LOSS_TYPES)}")
+        if self.decoding not in ("greedy", "vote"): raise ConfigError(f"decoding={self.decoding!r}: must be 'greedy' or 'vote'")
+        if not isinstance(self.data_options, dict): raise ConfigError(f"data_options={self.data_options!r}: must be a mapping")
+
+CONFIG = KardConfig
+FLAG_DEFAULTS = KardConfig.defaults()
 
 def _flags(cfg: RunConfig) -> dict:
-    unknown = set(cfg.flags) - set(FLAG_DEFAULTS) - {"data_options"}
-    if unknown: raise ValueError(f"unknown KARD flag(s) {sorted(unknown)}; known: {', '.join(FLAG_DEFAULTS)}")
-    f = {**FLAG_DEFAULTS, **cfg.flags}
-    for name in ("n_rationales", "k_train", "k", "kappa", "n_samples"):
-        if int(f[name]) < 1: raise ValueError(f"{name}={f[name]!r}: must be >= 1")
-    return f
+    "The own settings of a run, also of a config built directly (not through `KardConfig.resolve`): typed and checked."
+    return KardConfig.resolve(**cfg.to_dict()).flags   # every field is given: the preset fills nothing
 
 def knowledge_base(dataset: str, corpus: str = "") -> str:
     "The knowledge base of a dataset: the given corpus, StrategyQA's paragraphs or OBQA's open book."

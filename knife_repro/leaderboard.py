@@ -11,27 +11,30 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import PROJECT_ROOT, RESULTS_DIR, ConfigError, RunConfig
+import dataclasses
+
+from .core import CPU_BUDGET, PROJECT_ROOT, RESULTS_DIR, ConfigError, RunConfig
 from .faithfulness import FAITHFULNESS
+from .train import resolve_config
 from .tables import aggregate, error_line, link_pair, model_size, save_figure, to_markdown, write_table
 
 # %% auto #0
-__all__ = ['LEADERBOARD', 'RATIONALE', 'DATASETS', 'STUDENT', 'BUDGET', 'HELPERS', 'LEADERBOARD_SWEEP', 'LB_METRICS', 'LB_EXTRA',
-           'DATASET_NAMES', 'CHANCE', 'LB_POINT_COLUMNS', 'LB_LEGEND', 'method_flags', 'leaderboard_config',
-           'run_point', 'leaderboard_points', 'leaderboard_runs', 'leaderboard_numbers', 'leaderboard_tables',
-           'write_leaderboard_figure', 'leaderboard_scales', 'write_leaderboard']
+__all__ = ['LEADERBOARD', 'RATIONALE', 'DATASETS', 'STUDENT', 'BUDGET', 'HELPERS', 'BUDGET_DEFAULTS', 'LEADERBOARD_SWEEP',
+           'LB_METRICS', 'LB_EXTRA', 'DATASET_NAMES', 'CHANCE', 'LB_POINT_COLUMNS', 'LB_LEGEND', 'method_flags',
+           'leaderboard_config', 'run_point', 'leaderboard_points', 'leaderboard_runs', 'leaderboard_numbers',
+           'leaderboard_tables', 'write_leaderboard_figure', 'leaderboard_scales', 'write_leaderboard']
 
 # %% ../nbs/32_leaderboard.ipynb #981dd1bd
 LEADERBOARD = {"ft_io": "FT I→O", "ft_ior": "FT I→OR", "ft_iro": "FT I→RO", "ft_ir_o": "FT IR→O (oracle)",
                "knife": "KNIFE (In+Out)", "kard_rd": "KARD: RD", "kard_rerank": "KARD (reranker)", "scott": "SCOTT"}
 RATIONALE = {"ft_ior": "after", "ft_iro": "before", "kard_rd": "before", "kard_rerank": "before", "scott": "before"}
 DATASETS = ("strategyqa", "openbookqa")
-STUDENT = {"smoke": "tiny-t5", "cpu": "small-t5", "paper": "t5-base"}
+STUDENT = {"smoke": "tiny-t5", "cpu": CPU_BUDGET["model"], "paper": "t5-base"}
 BUDGET = {
     "smoke": dict(optimizer="adamw", lr=3e-3, batch_size=16, epochs=6, max_train_samples=128, max_eval_samples=64,
                   max_source_len=192, max_target_len=48),
-    "cpu": dict(optimizer="adamw", lr=1e-3, batch_size=16, epochs=6, max_train_samples=1024, max_eval_samples=-1,
-                max_source_len=256, max_target_len=64),
+    # the budget every QA method's cpu preset is: the leaderboard and the per-method tables share their records
+    "cpu": {k: v for k, v in CPU_BUDGET.items() if k != "model"},
     # one recipe for all: AdamW 1e-4 (KNIFE's and KARD's learning rate), batch 16, 10 epochs with 6% warm-up
     "paper": dict(optimizer="adamw", lr=1e-4, batch_size=16, epochs=10, warmup_ratio=0.06, max_source_len=512,
                   max_target_len=128),
@@ -57,13 +60,18 @@ def method_flags(method: str, scale: str) -> dict:
                 "n_boot": fa["n_boot"], "perturb_fraction": fa["perturb_fraction"]}
     raise ConfigError(f"method={method!r}: not on the leaderboard; known: {', '.join(LEADERBOARD)}")
 
+_NOT_BUDGET = ("method", "dataset", "model", "seed", "scale", "output_dir", "flags")
+BUDGET_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.name not in _NOT_BUDGET}
+
 def leaderboard_config(method: str, dataset: str, seed: int = 0, scale: str = "smoke", model: str = "",
                        output_dir: str = "results") -> RunConfig:
     "The RunConfig of one leaderboard point: the shared student and budget of `scale`, the method's own flags."
     if scale not in BUDGET: raise ConfigError(f"scale={scale!r}: must be one of {tuple(BUDGET)}")
     if dataset not in DATASETS: raise ConfigError(f"dataset={dataset!r}: the leaderboard has {', '.join(DATASETS)}")
-    return RunConfig.from_params(method=method, dataset=dataset, model=model or STUDENT[scale], seed=int(seed),
-                                 scale=scale, output_dir=output_dir, **BUDGET[scale], **method_flags(method, scale))
+    flags = method_flags(method, scale)
+    # every budget field given (RunConfig's default where BUDGET names none), so no method's preset changes the budget
+    return resolve_config(method=method, dataset=dataset, model=model or STUDENT[scale], seed=int(seed), scale=scale,
+                          output_dir=output_dir, **{**BUDGET_DEFAULTS, **BUDGET[scale]}, **flags)
 
 def run_point(cfg: RunConfig, force: bool = False) -> dict:
     "Run (or find) the record of one leaderboard config through its method module's `run`."

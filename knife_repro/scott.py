@@ -13,7 +13,10 @@ from typing import Sequence
 
 import torch
 
-from .core import ConfigError, RunConfig, data_path, find_run, seed_everything, timed, write_run_record
+from dataclasses import dataclass, field
+
+from .core import (CPU_BUDGET, ConfigError, MethodConfig, RunConfig, data_path, find_run, seed_everything,
+                              timed, write_run_record)
 from .faithfulness import FAITHFULNESS, rationale_faithfulness
 from .metrics import accuracy
 from .qa import (ANSWER_CUE, CAUSAL_SEP, causal_prompt_ids, eval_splits, generate, is_causal, lm_loss, lm_row,
@@ -22,11 +25,11 @@ from .rationales import generate_rationales
 from .training import TrainOptions, train
 
 # %% auto #0
-__all__ = ['METHODS', 'DECODINGS', 'RATIONALE_SOURCES', 'PROMPT_FILES', 'FLAGS', 'SMOKE', 'SCALE_SETTINGS', 'load_prompt',
-           'teacher_prompt', 'wrong_answer', 'cd_scores', 'stop_token_ids', 'contrastive_decode',
+__all__ = ['METHODS', 'DECODINGS', 'RATIONALE_SOURCES', 'PROMPT_FILES', 'SCOTT_PRESETS', 'CONFIG', 'FLAGS', 'SMOKE',
+           'load_prompt', 'teacher_prompt', 'wrong_answer', 'cd_scores', 'stop_token_ids', 'contrastive_decode',
            'contrastive_decode_reference', 'ContrastiveTeacher', 'student_input', 'student_prefix', 'prefix_ids',
            'encode_student', 'scott_loss', 'pair_counterfactuals', 'student_generate', 'forced_rationale_preds',
-           'scott_flags', 'run', 'scott_config']
+           'ScottConfig', 'scott_flags', 'run', 'scott_config']
 
 # %% ../nbs/22_scott.ipynb #a2f7d7a9
 METHODS = ("scott",)
@@ -272,9 +275,54 @@ def forced_rationale_preds(model, tok, examples: Sequence[dict], rationales: Seq
     return [max(range(len(s)), key=s.__getitem__) for s in scores]
 
 # %% ../nbs/22_scott.ipynb #598390fb
-FLAGS = {"rationales": "cd_wrong", "counterfactual": False, "alpha": 0.5, "tags": True, "teacher": "tiny-gpt2",
-         "max_rationale_tokens": None, "simulator": None, "sim_epochs": None, "sim_lr": None, "n_boot": 1000,
-         "perturb_fraction": 0.5, "teacher_batch_size": 16, "data_options": {}}
+SCOTT_PRESETS = {
+    "smoke": dict(model="tiny-t5", lr=3e-3, epochs=30, batch_size=16, max_source_len=128, max_target_len=48),
+    "cpu": dict(CPU_BUDGET, teacher="tiny-gpt2"),
+    "paper": dict(model="t5-3b", optimizer="adafactor", lr=3e-5, epochs=10, batch_size=16, max_source_len=128,
+                  max_target_len=128, warmup_ratio=0.06, early_stopping_patience=2),
+}
+
+@dataclass
+class ScottConfig(MethodConfig):
+    "SCOTT's own settings (a run's flags), with per-scale presets (`SCOTT_PRESETS`)."
+    rationales: str = "cd_wrong"      # greedy | cd_empty | cd_wrong (teacher decodings) | human | gpt3 | none
+    counterfactual: bool = False      # + counterfactual training (needs a teacher decoding)
+    alpha: float = 0.5                # the loss is (1 - alpha) L_factual + alpha L_counterfactual
+    tags: bool = True                 # [factual]/[counterfactual] prefix tags (False: the shortcut ablation)
+    teacher: str = "tiny-gpt2"        # the teacher LM (paper: EleutherAI/gpt-neox-20b)
+    max_rationale_tokens: int | None = None   # None: the scale's (16 at smoke, else 128)
+    simulator: str | None = None      # the LAS simulator; None: faithfulness.FAITHFULNESS[scale]'s
+    sim_epochs: int | None = None     # None: the scale's
+    sim_lr: float | None = None       # None: the scale's
+    n_boot: int = 1000                # bootstrap samples of LAS's CI
+    perturb_fraction: float = 0.5     # the share of rationale tokens perturbed
+    teacher_batch_size: int = 16
+    data_options: dict = field(default_factory=dict)   # keyword arguments of the dataset's loader
+    methods = METHODS
+    presets = SCOTT_PRESETS
+
+    def __post_init__(self):   # the settings that may be None ("the scale's") are typed here
+        for k, typ in (("max_rationale_tokens", int), ("sim_epochs", int), ("sim_lr", float)):
+            v = getattr(self, k)
+            if v is None: continue
+            try:
+                if isinstance(v, bool) or (typ is int and not float(v).is_integer()): raise ValueError
+                setattr(self, k, typ(float(v)))
+            except (TypeError, ValueError):
+                raise ConfigError(f"parameter {k}={v!r}: expected {typ.__name__}, or None for the scale's") from None
+
+    def check(self, method: str) -> None:
+        if self.rationales not in RATIONALE_SOURCES:
+            raise ConfigError(f"parameter rationales={self.rationales!r}: must be one of {RATIONALE_SOURCES}")
+        if not 0 <= self.alpha < 1: raise ConfigError(f"parameter alpha={self.alpha!r}: must be in [0, 1)")
+        if self.counterfactual and self.rationales not in DECODINGS:
+            raise ConfigError(f"parameter counterfactual=True needs a teacher decoding (rationales in {DECODINGS}), "
+                              f"not rationales={self.rationales!r}")
+        if not isinstance(self.data_options, dict):
+            raise ConfigError(f"parameter data_options={self.data_options!r}: must be a mapping")
+
+CONFIG = ScottConfig
+FLAGS = ScottConfig.defaults()
 SMOKE = {"train": 64, "dev": 16, "test": 48, "max_rationale_tokens": 16}   # simulator and LAS: faithfulness.FAITHFULNESS
 
 def _bool(name: str, v) -> bool:
@@ -285,19 +333,9 @@ def _bool(name: str, v) -> bool:
     raise ConfigError(f"parameter {name}={v!r}: expected true or false")
 
 def scott_flags(cfg: RunConfig) -> dict:
-    "The method flags with defaults, checked; errors name the parameter."
-    unknown = set(cfg.flags) - set(FLAGS)
-    if unknown: raise ConfigError(f"unknown SCOTT parameter(s) {sorted(unknown)}; known: {sorted(FLAGS)}")
-    f = {**FLAGS, **cfg.flags}
-    if f["rationales"] not in RATIONALE_SOURCES:
-        raise ConfigError(f"parameter rationales={f['rationales']!r}: must be one of {RATIONALE_SOURCES}")
-    f["counterfactual"], f["tags"] = _bool("counterfactual", f["counterfactual"]), _bool("tags", f["tags"])
-    try: f["alpha"] = float(f["alpha"])
-    except (TypeError, ValueError): raise ConfigError(f"parameter alpha={f['alpha']!r}: expected a number") from None
-    if not 0 <= f["alpha"] < 1: raise ConfigError(f"parameter alpha={f['alpha']!r}: must be in [0, 1)")
-    if f["counterfactual"] and f["rationales"] not in DECODINGS:
-        raise ConfigError(f"parameter counterfactual=True needs a teacher decoding (rationales in {DECODINGS}), "
-                          f"not rationales={f['rationales']!r}")
+    "The run's own settings, checked (also for a config built directly), with the scale's values for those left None."
+    flags = {k: _bool(k, v) if k in ("counterfactual", "tags") else v for k, v in cfg.flags.items()}
+    f = ScottConfig.resolve(**{**cfg.to_dict(), "flags": flags}).flags   # every field is given: the preset fills nothing
     if cfg.dataset not in PROMPT_FILES and f["rationales"] in DECODINGS:
         raise ConfigError(f"dataset={cfg.dataset!r}: no SCOTT teacher prompt; known: {', '.join(PROMPT_FILES)}")
     smoke = cfg.scale == "smoke"
@@ -400,15 +438,6 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
     return find_run(cfg)
 
 # %% ../nbs/22_scott.ipynb #149da185
-SCALE_SETTINGS = {
-    "smoke": dict(lr=3e-3, epochs=30, batch_size=16, max_source_len=128, max_target_len=48),
-    "cpu": dict(lr=1e-3, epochs=10, batch_size=16, max_source_len=128, max_target_len=128, warmup_ratio=0.06,
-                early_stopping_patience=2),
-    "paper": dict(optimizer="adafactor", lr=3e-5, epochs=10, batch_size=16, max_source_len=128, max_target_len=128,
-                  warmup_ratio=0.06, early_stopping_patience=2),
-}
-
 def scott_config(scale: str = "smoke", **params) -> RunConfig:
-    "A SCOTT RunConfig with the scale's settings; `params` (papermill parameters, flags) override them."
-    if scale not in SCALE_SETTINGS: raise ConfigError(f"scale={scale!r}: must be one of {tuple(SCALE_SETTINGS)}")
-    return RunConfig.from_params(**{"method": "scott", "scale": scale, **SCALE_SETTINGS[scale], **params})
+    "A SCOTT RunConfig: the scale's preset (`SCOTT_PRESETS`) under `params` (None: the preset's); bad names or values raise."
+    return ScottConfig.resolve(method="scott", scale=scale, **params)

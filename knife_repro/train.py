@@ -35,7 +35,7 @@ def method_module(name: str) -> ModuleType:
     for mod in _modules():
         ms = tuple(getattr(mod, "METHODS", ()))
         if name in ms: return mod
-        known += ms
+        known += [m for m in ms if m not in known]   # the CD dispatcher and its experiment modules share names
     raise ConfigError(f"method={name!r}: unknown; known methods: {', '.join(known)}")
 
 # %% ../nbs/05_train.ipynb #20ed8dac

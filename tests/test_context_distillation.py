@@ -219,3 +219,72 @@ def test_cd_spider_runs_with_the_pretrained_causal_student(smollm2, tmp_path, mo
                     output_dir=str(tmp_path), flags={"k": 2})
     rec = cd.run(cfg)
     assert rec["config"]["model"] == "smollm2-135m" and "post_distill" in " ".join(rec["metrics"])
+
+
+# --- typed configs: one per experiment module, one resolution for the notebooks, the CLI and the sweeps ----
+
+def _cd_configs():
+    from knife_repro.cd_addition import AdditionConfig
+    from knife_repro.cd_instructions import InstructionsConfig
+    from knife_repro.cd_spider import SpiderConfig
+    return {"cd_addition": AdditionConfig, "cd_spider": SpiderConfig, "gd_spider": SpiderConfig,
+            "cd_instructions": InstructionsConfig}
+
+
+def test_every_method_name_is_served_by_exactly_one_config():
+    from knife_repro.core import _CONFIGS, method_config
+    expected = _cd_configs()
+    assert set(expected) == set(cd.METHODS)
+    for m, cls in expected.items():
+        assert method_config(m) is cls and RunConfig(method=m).flags == cls.defaults()
+    owners = {}
+    for cls in set(_CONFIGS.values()):
+        for m in cls.methods: owners.setdefault(m, []).append(cls.__name__)
+    assert all(len(v) == 1 for v in owners.values()), owners
+
+
+# (method, dataset, the notebook's parameters, the same as --set items)
+NB = {"cd_addition": ("addition", dict(loss="topk", n_samples=100, top_k=5, decoding="sample", mark_positions="",
+                                       pretrain=False, scratchpad="", baselines=True),
+                      ["loss=topk", "top_k=5", "pretrain=false"]),
+      "cd_spider": ("spider", dict(k=4, loss="sampled", decoding="greedy", raw_inputs="examples"),
+                    ["k=4", "raw_inputs=examples"]),
+      "gd_spider": ("spider", dict(k=4, loss="sampled", decoding="greedy", raw_inputs="teacher"), ["k=4"]),
+      "cd_instructions": ("instructions", dict(loss="hard", decoding="sample"), ["loss=hard"])}
+
+
+@pytest.mark.parametrize("method", list(NB))
+@pytest.mark.parametrize("scale", ["smoke", "paper"])
+def test_cli_and_notebook_resolve_the_same_run(method, scale, tmp_path):
+    from knife_repro.train import config_from_args
+    dataset, params, sets = NB[method]
+    cls = _cd_configs()[method]
+    model = ""                                                  # the notebooks' default: the scale's model
+    nb = cls.resolve(method=method, dataset=dataset, model=model or None, seed=1, scale=scale, output_dir=str(tmp_path),
+                     **params)
+    cli, _ = config_from_args(["--set", f"method={method}", f"dataset={dataset}", "seed=1", f"scale={scale}",
+                               f"output_dir={tmp_path}", *sets])
+    assert cli.to_dict() == nb.to_dict() and cli.run_id == nb.run_id
+    assert nb.model == "default" and nb.lr == 3e-4 and nb.epochs == 1   # CD's own presets: not the QA cpu budget
+    assert RunConfig.from_params(**{k: v for k, v in nb.to_dict().items() if k != "flags"}, **params).run_id == nb.run_id
+
+
+def test_cd_presets_are_their_own():
+    from knife_repro.core import CPU_BUDGET
+    for m, cls in _cd_configs().items():
+        c = cls.resolve(method=m, scale="cpu")
+        assert c.model == "default" and c.lr != CPU_BUDGET["lr"] and c.max_train_samples == -1
+
+
+@pytest.mark.parametrize("method, bad, name", [
+    ("cd_addition", dict(loss="kl"), "loss"), ("cd_addition", dict(mark_positions="maybe"), "mark_positions"),
+    ("cd_addition", dict(scratchpad="zigzag"), "scratchpad"), ("cd_addition", dict(top_k=0), "top_k"),
+    ("cd_addition", dict(baselines="perhaps"), "baselines"), ("cd_spider", dict(k=0), "k="),
+    ("gd_spider", dict(raw_inputs="web"), "raw_inputs"), ("cd_spider", dict(decoding="beam"), "decoding"),
+    ("cd_instructions", dict(decoding="beam"), "decoding"), ("cd_instructions", dict(k=4), "^k: not a parameter")])
+def test_bad_own_flag_raises_config_error_naming_it(method, bad, name):
+    from knife_repro.train import config_from_args
+    with pytest.raises(ConfigError, match=name):
+        _cd_configs()[method].resolve(method=method, **bad)
+    with pytest.raises(ConfigError, match=name):
+        config_from_args(["--set", f"method={method}", *(f"{k}={v}" for k, v in bad.items())])

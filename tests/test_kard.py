@@ -236,3 +236,61 @@ def test_kard_runs_with_pretrained_smollm2(tmp_path):
     outs = [s["output"] for s in rec["samples"]]
     assert all(o.strip() for o in outs) and not any("Question:" in o for o in outs)
     assert sum(kard.parse_letter(o, 2) is not None for o in outs) >= 1, outs
+
+
+# --- the typed config: one resolution for the notebook, the CLI and the sweeps ---------------------------
+
+# the notebook's parameters cell: None = the scale's preset
+NB_PARAMS = dict(model=None, rationale_source=None, teacher=None, verifier=None, n_rationales=None, k_train=None,
+                 k=None, kappa=None, reranker=None, reranker_loss=None, decoding=None, n_samples=None, corpus=None)
+
+
+def _notebook(m, **params):
+    "What 21_kard's run cell resolves (`config_for`)."
+    return kard.KardConfig.resolve(method=m, lenient=True, **{**NB_PARAMS, **params})
+
+
+@pytest.mark.parametrize("scale", ["smoke", "cpu", "paper"])
+def test_cli_and_notebook_resolve_the_same_run(scale, tmp_path):
+    from knife_repro.train import config_from_args
+    nb = _notebook("kard_rerank", dataset="openbookqa", seed=2, scale=scale, output_dir=str(tmp_path), kappa=7, verifier="")
+    cli, _ = config_from_args(["--set", "method=kard_rerank", "dataset=openbookqa", "seed=2", f"scale={scale}",
+                               f"output_dir={tmp_path}", "kappa=7", "verifier="])
+    assert cli.to_dict() == nb.to_dict() and cli.run_id == nb.run_id
+    assert nb.flags["kappa"] == 7 and nb.flags["verifier"] == "" and nb.flags["n_rationales"] == 2
+    # the scale's preset, by hand from the notebook's former `size` dict and its model comments
+    expect = {"smoke": ("tiny-t5", 3e-3, 4, 128, 192, 64), "cpu": ("smollm2-135m", 3e-5, 1, 600, 256, 128),
+              "paper": ("google/flan-t5-base", 1e-4, 3, -1, 512, 512)}[scale]
+    assert (nb.model, nb.lr, nb.epochs, nb.max_train_samples, nb.max_source_len, nb.max_target_len) == expect
+    assert nb.scheduler == ("constant" if scale == "paper" else "linear")
+
+
+def test_a_default_spelled_out_is_the_same_run():
+    a = _notebook("kard_rd", dataset="strategyqa")
+    assert _notebook("kard_rd", dataset="strategyqa", kappa=5, decoding="greedy", faithfulness=False).run_id == a.run_id
+    assert RunConfig.from_params(**{k: v for k, v in a.to_dict().items() if k != "flags"}).run_id == a.run_id
+    assert _notebook("kard_rd", dataset="strategyqa", kappa=6).run_id != a.run_id
+
+
+def test_cpu_preset_is_the_shared_budget_plus_kards_knobs():
+    from knife_repro.core import CPU_BUDGET
+    c = kard.KardConfig.resolve(method="kard_bm25", dataset="strategyqa", scale="cpu")
+    assert {k: getattr(c, k) for k in CPU_BUDGET} == CPU_BUDGET
+    assert (c.model, c.lr, c.max_train_samples, c.max_dev_samples) == ("smollm2-135m", 3e-5, 600, 200)
+    assert (c.flags["teacher"], c.flags["verifier"], c.flags["reranker"], c.flags["n_rationales"], c.flags["kappa"]) == \
+        ("tiny-gpt2", "tiny-t5", "minilm", 2, 5)
+
+
+@pytest.mark.parametrize("bad, name", [(dict(n_rationales=0), "n_rationales"), (dict(kappa="many"), "kappa"),
+                                       (dict(reranker_loss="mse"), "reranker_loss"), (dict(decoding="beam"), "decoding"),
+                                       (dict(rationale_source="gpt5"), "rationale_source"), (dict(kapa=3), "kapa"),
+                                       (dict(faithfulness="perhaps"), "faithfulness")])
+def test_bad_own_flag_raises_config_error_naming_it(bad, name):
+    from knife_repro.core import ConfigError
+    from knife_repro.train import config_from_args
+    with pytest.raises(ConfigError, match=name):
+        kard.KardConfig.resolve(method="kard_rd", dataset="strategyqa", **bad)
+    with pytest.raises(ConfigError, match=name):
+        config_from_args(["--set", "method=kard_rd", *(f"{k}={v}" for k, v in bad.items())])
+    with pytest.raises(ConfigError, match=name):                  # a config built directly: `run` checks it first
+        kard.run(RunConfig.from_params(method="kard_rd", dataset="strategyqa", output_dir="/tmp/kard-bad", **bad))

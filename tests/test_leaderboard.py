@@ -175,3 +175,46 @@ def test_leaderboard_never_imports_the_report():
     names += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert names and not any(m.endswith("report") for m in names), names
     assert report.write_leaderboard is lb.write_leaderboard
+
+
+# ---- one resolution: a leaderboard point is the run the method's config and the CLI resolve ----
+
+def _cli(method, dataset, seed, scale, **params):
+    import json
+    from knife_repro.train import config_from_args
+    items = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in params.items()]
+    return config_from_args(["--set", f"method={method}", f"dataset={dataset}", f"seed={seed}", f"scale={scale}", *items])[0]
+
+
+@pytest.mark.parametrize("method", list(LEADERBOARD))
+def test_cpu_points_are_the_methods_own_cpu_runs(method):
+    "At cpu scale the budget is CPU_BUDGET, every QA method's cpu preset: the CLI with the method's flags alone is the point."
+    from knife_repro.core import CPU_BUDGET
+    from knife_repro.leaderboard import method_flags
+    lb = leaderboard_config(method, "strategyqa", 1, "cpu")
+    assert {k: getattr(lb, k) for k in CPU_BUDGET} == CPU_BUDGET and lb.model == "smollm2-135m" == STUDENT["cpu"]
+    assert (lb.lr, lb.batch_size, lb.epochs, lb.max_train_samples) == (3e-5, 8, 1, 600)
+    cli = _cli(method, "strategyqa", 1, "cpu", **method_flags(method, "cpu"))
+    assert cli.to_dict() == lb.to_dict() and cli.run_id == lb.run_id
+
+
+def test_cpu_ft_io_and_knife_points_share_records_with_their_notebooks():
+    from knife_repro.baselines import BaselineConfig
+    from knife_repro.knife import KnifeConfig
+    for cls, m in ((BaselineConfig, "ft_io"), (KnifeConfig, "knife")):   # what 20_knife's `config_for` resolves
+        nb = cls.resolve(method=m, lenient=True, dataset="openbookqa", seed=2, scale="cpu", output_dir="results",
+                         model=None, kd=None, train_fraction=None)
+        assert nb.run_id == leaderboard_config(m, "openbookqa", 2, "cpu").run_id
+
+
+@pytest.mark.parametrize("scale", ["smoke", "paper"])
+@pytest.mark.parametrize("method", ["ft_iro", "knife", "kard_rerank", "scott"])
+def test_points_and_the_cli_with_the_same_parameters_are_one_run(method, scale):
+    from knife_repro.leaderboard import BUDGET_DEFAULTS, method_flags
+    lb = leaderboard_config(method, "strategyqa", 0, scale)
+    cli = _cli(method, "strategyqa", 0, scale, model=STUDENT[scale], **{**BUDGET_DEFAULTS, **BUDGET[scale]},
+               **method_flags(method, scale))
+    assert cli.to_dict() == lb.to_dict() and cli.run_id == lb.run_id
+    # no method preset leaks into the shared budget (BASELINE_PRESETS' paper grad_accum 2 and patience 3, KARD's constant
+    # schedule, SCOTT's Adafactor): the fields BUDGET does not name keep RunConfig's defaults
+    assert (lb.grad_accum, lb.early_stopping_patience, lb.scheduler, lb.optimizer) == (1, 0, "linear", "adamw")

@@ -315,3 +315,57 @@ def test_contrastive_decoding_with_pretrained_smollm2_teacher(smollm2):
     batched = contrastive_decode(m, tok, P, N, max_new_tokens=4, stop_ids=[])
     seq = [contrastive_decode_reference(m, tok, p, n, max_new_tokens=4, stop_ids=[]) for p, n in zip(P, N)]
     assert batched == seq and all(len(b) == 4 for b in batched)
+
+
+# --- the typed config: one resolution for the notebook, the CLI and the sweeps ---------------------------
+
+def _notebook(scale, counterfactual=True, **params):
+    "What 22_scott's run cell resolves: its parameters (None: the preset's) through `scott_config`."
+    from knife_repro.scott import scott_config
+    nb = dict(model=None, rationales=None, alpha=None, tags=None, teacher=None)
+    return scott_config(scale, **{**nb, **params}, counterfactual=counterfactual)
+
+
+@pytest.mark.parametrize("scale", ["smoke", "cpu", "paper"])
+def test_cli_and_notebook_resolve_the_same_run(scale, tmp_path):
+    from knife_repro.train import config_from_args
+    nb = _notebook(scale, dataset="creak", seed=3, output_dir=str(tmp_path), alpha=0.25, rationales="greedy")
+    cli, _ = config_from_args(["--set", "method=scott", "dataset=creak", "seed=3", f"scale={scale}", f"output_dir={tmp_path}",
+                               "alpha=0.25", "rationales=greedy", "counterfactual=true"])
+    assert cli.to_dict() == nb.to_dict() and cli.run_id == nb.run_id
+    assert (nb.flags["alpha"], nb.flags["rationales"], nb.flags["counterfactual"], nb.flags["teacher"]) == \
+        (0.25, "greedy", True, "tiny-gpt2")
+    # the scale's preset, by hand from the former SCALE_SETTINGS and the notebook's model comments
+    expect = {"smoke": ("tiny-t5", "adamw", 3e-3, 30, 16, 128, 48, 0),
+              "cpu": ("smollm2-135m", "adamw", 3e-5, 1, 8, 256, 128, 0),
+              "paper": ("t5-3b", "adafactor", 3e-5, 10, 16, 128, 128, 2)}[scale]
+    assert (nb.model, nb.optimizer, nb.lr, nb.epochs, nb.batch_size, nb.max_source_len, nb.max_target_len,
+            nb.early_stopping_patience) == expect
+
+
+def test_cpu_preset_is_the_shared_budget():
+    from knife_repro.core import CPU_BUDGET
+    c = _notebook("cpu", dataset="strategyqa")
+    assert {k: getattr(c, k) for k in CPU_BUDGET} == CPU_BUDGET and c.model == "smollm2-135m"
+    assert c.flags["teacher"] == "tiny-gpt2" and c.flags["max_rationale_tokens"] is None   # the scale's, at run time
+    assert scott_flags(c)["max_rationale_tokens"] == 128 and scott_flags(_notebook("smoke", dataset="strategyqa"))["max_rationale_tokens"] == 16
+
+
+def test_a_default_spelled_out_is_the_same_run():
+    a = _notebook("smoke", dataset="strategyqa")
+    assert _notebook("smoke", dataset="strategyqa", alpha=0.5, tags=True, rationales="cd_wrong").run_id == a.run_id
+    assert RunConfig.from_params(**{k: v for k, v in a.to_dict().items() if k != "flags"}, counterfactual=True).run_id == a.run_id
+    assert _notebook("smoke", dataset="strategyqa", counterfactual=False).run_id != a.run_id
+
+
+@pytest.mark.parametrize("bad, name", [(dict(alpha=1.5), "alpha"), (dict(alpha="half"), "alpha"),
+                                       (dict(rationales="sampled"), "rationales"), (dict(colour="red"), "colour"),
+                                       (dict(sim_epochs=2.5), "sim_epochs"), (dict(tags="maybe"), "tags"),
+                                       (dict(rationales="human", counterfactual=True), "counterfactual")])
+def test_bad_own_flag_raises_config_error_naming_it(bad, name):
+    from knife_repro.scott import ScottConfig
+    from knife_repro.train import config_from_args
+    with pytest.raises(ConfigError, match=name):
+        ScottConfig.resolve(method="scott", dataset="strategyqa", **bad)
+    with pytest.raises(ConfigError, match=name):
+        config_from_args(["--set", "method=scott", *(f"{k}={v}" for k, v in bad.items())])
