@@ -27,7 +27,8 @@ from .core import PROJECT_ROOT, RECORD_LOG_ENV, RESULTS_DIR, SCALES, ConfigError
 
 # %% auto #0
 __all__ = ['Sweep', 'load_sweep', 'all_points', 'points', 'excluded_points', 'point_id', 'status_path', 'read_status',
-           'missing_records', 'cli_args', 'run_point_cli', 'run_point', 'estimate_cost', 'plan', 'run_sweep', 'main']
+           'missing_records', 'cli_args', 'run_point_cli', 'run_point', 'estimate_cost', 'plan', 'only_points',
+           'run_sweep', 'main']
 
 # %% ../nbs/30_sweeps.ipynb #9e74db5d
 @dataclass
@@ -223,12 +224,18 @@ def plan(sw: Sweep, output_dir: str | Path = RESULTS_DIR, force: bool = False) -
         out.append({**pt, "state": state})
     return out
 
+def only_points(pl: list[dict], only: dict | None) -> list[dict]:
+    "The points whose parameters equal every `only` value (e.g. {'seed': 0, 'dataset': 'openbookqa'}); all when None."
+    return [p for p in pl if all(p["params"].get(k) == v for k, v in (only or {}).items())]
+
 def run_sweep(sw: Sweep, output_dir: str | Path = RESULTS_DIR, workers: int = 1, executor: str = "local",
-              force: bool = False, dry_run: bool = False, log=print, runner: str = "notebook") -> list[dict]:
-    "Run every point not yet done; returns the statuses of the points run (or the plan on dry_run)."
+              force: bool = False, dry_run: bool = False, log=print, runner: str = "notebook",
+              only: dict | None = None) -> list[dict]:
+    "Run every point not yet done (of those matching `only`); returns the statuses of the points run (or the plan on dry_run)."
     if runner not in ("notebook", "cli"): raise ConfigError(f"runner={runner!r}: must be notebook or cli")
     run_point_fn = run_point if runner == "notebook" else run_point_cli
-    pl = plan(sw, output_dir, force)
+    pl = only_points(plan(sw, output_dir, force), only)
+    if only and not pl: raise ConfigError(f"--only {only}: no point of {sw.path} matches")
     todo = [p for p in pl if p["state"] != "done"]
     if dry_run:
         cost = estimate_cost(sw, output_dir)
@@ -279,9 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output-dir", default=str(RESULTS_DIR))
     ap.add_argument("--force", action="store_true", help="re-run points that are done")
     ap.add_argument("--dry-run", action="store_true", help="list the points and the estimated cost")
+    ap.add_argument("--only", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="run only the points with these parameter values (e.g. --only seed=0 dataset=openbookqa)")
     a = ap.parse_args(argv)
     sw = load_sweep(a.sweep, a.scale)
-    res = run_sweep(sw, a.output_dir, a.workers, a.executor, a.force, a.dry_run, runner=a.runner)
+    only = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in a.only)} if a.only else None
+    res = run_sweep(sw, a.output_dir, a.workers, a.executor, a.force, a.dry_run, runner=a.runner, only=only)
     return 0 if a.dry_run or all(r["status"] == "ok" for r in res) else 1
 
 if __name__ == "__main__" and not hasattr(builtins, "__IPYTHON__"):
