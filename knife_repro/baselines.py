@@ -13,7 +13,8 @@ from .core import (CPU_BUDGET, ConfigError, MethodConfig, RunConfig, find_run, s
                               write_run_record)
 from .metrics import accuracy
 from .qa import (ANSWER_CUE, EXPLANATION_CUE, SMOKE_CAPS, caps, causal_target_ids, dev_cap, eval_splits, generate,
-                            is_causal, lm_loss, lm_row, parse_answer, prompt_ids, rationale_of, score_choices, subsample)
+                            is_causal, lm_loss, lm_row, parse_answer, prompt_ids, rationale_of, score_choices, selects,
+                            subsample)
 from .training import TrainOptions, train
 
 # %% auto #0
@@ -114,7 +115,7 @@ def run_baseline(cfg: RunConfig, dd=None, force: bool = False) -> dict:
                                                       rationale_source=rs, **kw)["accuracy"]}
     out_dir = cfg.out_path / "checkpoints" / cfg.run_id
     with timed(timings, "train_s"):
-        res = train({"model": model}, lm_loss, data, cfg, eval_fn=eval_fn,
+        res = train({"model": model}, lm_loss, data, cfg, eval_fn=eval_fn if selects(cfg) else None,
                     opts=TrainOptions(output_dir=out_dir, metric_for_best="accuracy", count_label_tokens=not is_causal(model)))
     gen_len = generation_length(data, cfg.max_target_len)
     with timed(timings, "eval_s"):

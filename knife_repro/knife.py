@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 from .baselines import BASELINE_PRESETS
 from .core import (CACHE_DIR, ConfigError, MethodConfig, RunConfig, find_run, run_lock, seed_everything,
                               timed, write_run_record)
-from .qa import CAUSAL_SEP, caps, causal_target_ids, dev_cap, eval_splits, is_causal, rationale_of, subsample
+from .qa import (CAUSAL_SEP, caps, causal_target_ids, dev_cap, eval_splits, is_causal, rationale_of, selects,
+                            subsample)
 from .metrics import accuracy
 from .training import TrainOptions, load_weights, pad_collate, save_weights, train
 
@@ -85,7 +86,7 @@ def choice_collate(examples: Sequence[dict], pad_id: int = 0, causal: bool = Fal
     return b
 
 # %% ../nbs/20_knife.ipynb #5692c09c
-SCORES = ("loglik", "head")
+SCORES = ("loglik", "loglik_mean", "head")   # summed or mean answer-token log-likelihood, or a head
 POSITIONS = ("continue", "shared")   # decoder-only teachers: position ids of the task tokens (see below)
 
 class ChoiceScorer(nn.Module):
@@ -118,6 +119,7 @@ class ChoiceScorer(nn.Module):
         if self.head is None:
             lp = torch.log_softmax(logits.float(), -1).gather(-1, labels.clamp(min=0)[..., None])[..., 0]
             rows = (lp * dmask).sum(1)
+            if self.score == "loglik_mean": rows = rows / dmask.sum(1).clamp(min=1)
         else:
             last = dmask.sum(1) - 1
             rows = self.head(h[torch.arange(h.shape[0]), last]).squeeze(-1).float()
@@ -270,7 +272,7 @@ def teacher_cache_path(teacher: ChoiceScorer, data: Sequence[dict], bottleneck: 
                        root: Path | None = None, layers: str = "last") -> Path:
     "Where the teacher states of `data` are cached: one file per (teacher weights, rows, bottleneck, layers, positions)."
     # settings at their defaults add nothing to the key, so caches written before they existed stay valid
-    extra = (f"|layers={layers}" if layers != "last" else "") + \
+    extra = (f"|layers={layers}" if layers != "last" else "") + (f"|score={teacher.score}" if teacher.score != "loglik" else "") + \
             (f"|positions={teacher.positions}" if teacher.causal and teacher.positions != "continue" else "")
     key = hashlib.sha256(f"{weights_hash(teacher)}|{data_hash(data)}|{bottleneck}{extra}".encode()).hexdigest()[:24]
     return Path(root or CACHE_DIR / "knife_teacher_states") / f"{key}.safetensors"
@@ -332,7 +334,7 @@ class KnifeConfig(MethodConfig):
     "KNIFE's own settings, with the presets of the FT baselines it is compared with (`baselines.BASELINE_PRESETS`)."
     kd: str = "in+out"               # in | out | in+out | none: which distillation losses
     task_weight: float = 0.0         # weight of the gold-label cross-entropy in the student loss
-    score: str = "loglik"            # loglik | head: how a (question, choice) pair becomes a logit
+    score: str = "loglik"            # loglik | loglik_mean | head: how a (question, choice) pair becomes a logit
     kd_out: str = "hidden"           # hidden (decoder states, MSE) | kl (the teacher's choice distribution)
     bottleneck: bool = True          # False: the teacher's answer also sees the FTR (ablation)
     cache_teacher: bool = True       # False: recompute the frozen teacher's states at every step
@@ -345,7 +347,9 @@ class KnifeConfig(MethodConfig):
     methods = METHODS
     variants = {m: v for m, v in VARIANTS.items() if v}
     method_fields = {"knife_teacher": TEACHER_FLAGS}
-    presets = {s: {k: v for k, v in p.items() if k != "length_norm"} for s, p in BASELINE_PRESETS.items()}
+    # the baselines' presets; where they score choices length-normalised (cpu), KNIFE scores by the mean as well
+    presets = {s: {k: v for k, v in p.items() if k != "length_norm"} | ({"score": "loglik_mean"} if p.get("length_norm") else {})
+               for s, p in BASELINE_PRESETS.items()}
 
     def check(self, method: str) -> None:
         _check_flags(method, asdict(self))
@@ -449,7 +453,7 @@ def _run(cfg: RunConfig, force: bool, dd) -> dict:
                                                            bottleneck=f["bottleneck"], pad_id=pad)["accuracy"]}
         with timed(timings, "train_s"):
             res = train({"teacher": model}, make_teacher_loss(f["bottleneck"]), data["train"], cfg, collate=collate,
-                        lengths=_lengths(data["train"]), eval_fn=eval_fn, opts=opts)
+                        lengths=_lengths(data["train"]), eval_fn=eval_fn if selects(cfg) else None, opts=opts)
         save_weights({"model": model}, _weights_dir(cfg))
         with timed(timings, "eval_s"):
             metrics = evaluate_choices(model, data["test"], teacher=True, bottleneck=f["bottleneck"], pad_id=pad,
@@ -484,7 +488,7 @@ def _run(cfg: RunConfig, force: bool, dd) -> dict:
         loss_fn = make_student_loss(f["kd"], f["task_weight"], f["kd_out"], f["bottleneck"], f["kd_in_layers"])
         with timed(timings, "train_s"):
             res = train(models, loss_fn, train_data, cfg, collate=collate, lengths=_lengths(data["train"]),
-                        eval_fn=eval_fn, opts=opts)
+                        eval_fn=eval_fn if selects(cfg) else None, opts=opts)
         with timed(timings, "eval_s"):
             metrics = evaluate_choices(model, data["test"], pad_id=pad, per_example=per_example)
         notes.append(f"teacher run: {teacher_rec['run_id']} (test accuracy with FTR "
@@ -586,6 +590,7 @@ def causal_forward(scorer: ChoiceScorer, ids: torch.Tensor, segments: torch.Tens
     lp = torch.log_softmax(logits.float(), -1).gather(-1, ids[:, 1:][pred][:, None])[:, 0]
     if scorer.head is None:
         rows = lp.new_zeros(ids.shape[0]).index_add(0, pred.nonzero()[:, 0], lp)
+        if scorer.score == "loglik_mean": rows = rows / pred.sum(1).clamp(min=1)
     else:
         real = segments != PAD
         last = real.shape[1] - 1 - real.flip(-1).long().argmax(-1)    # the last answer token

@@ -18,7 +18,7 @@ from .training import causal_lm_loss, pad_collate
 # %% auto #0
 __all__ = ['ANSWER_CUE', 'EXPLANATION_CUE', 'CAUSAL_SEP', 'LM_KEYS', 'SMOKE_CAPS', 'parse_answer', 'is_causal',
            'causal_prompt_ids', 'causal_target_ids', 'prompt_ids', 'lm_row', 'score_choices', 'generate', 'lm_loss',
-           'rationale_of', 'subsample', 'caps', 'eval_splits', 'dev_cap']
+           'rationale_of', 'subsample', 'caps', 'eval_splits', 'selects', 'dev_cap']
 
 # %% ../nbs/03a_qa.ipynb #c641f7ed
 ANSWER_CUE = "So the answer is"
@@ -205,6 +205,10 @@ def eval_splits(dd, report: str = "test") -> tuple[str, str]:
     sel = "validation" if "validation" in dd else "test"
     rep = "test" if report == "test" and "test" in dd and all(a >= 0 for a in dd["test"]["answer"][:50]) else sel
     return sel, rep
+
+def selects(cfg: RunConfig) -> bool:
+    "Whether evaluating on the selection split can change a run's result: only with more than one epoch to choose from."
+    return cfg.epochs > 1 or cfg.early_stopping_patience > 0
 
 def dev_cap(cfg: RunConfig, n_eval: int) -> int:
     "The selection split's cap: `max_dev_samples` when set, else the eval cap."

@@ -628,3 +628,24 @@ def test_cli_notebook_and_sweep_resolve_the_same_cpu_point(tmp_path):
         assert out.returncode == 0 and json.loads(out.stdout)["run_id"] == nb.run_id
     assert len({table_config(**({k: v for k, v in p["params"].items() if k not in ("overrides", "output_dir")}
                                 | p["params"]["overrides"])).run_id for p in pts}) == len(pts)   # every point its own run
+
+
+def test_loglik_mean_divides_the_summed_answer_loglik_by_its_tokens():
+    "score='loglik_mean': each row's score is its summed answer log-likelihood over its number of answer tokens."
+    from knife_repro.knife import causal_forward, causal_collate
+    from knife_repro.models import load_causal
+    lm, tok = load_causal("tiny-gpt2", seed=0)
+    rows = [{"input_ids": [[11, 12], [11, 12]], "teacher_input_ids": [[21, 11, 12], [21, 11, 12]],
+             "labels": [[31], [32, 33, 34]], "answer": 0}]
+    b = causal_collate(rows, pad_id=tok.pad_token_id)
+    with torch.no_grad():
+        s = causal_forward(ChoiceScorer(lm, "loglik"), b["input_ids"], b["segments"])["rows"]
+        m = causal_forward(ChoiceScorer(lm, "loglik_mean"), b["input_ids"], b["segments"])["rows"]
+    assert torch.allclose(m, s / torch.tensor([1.0, 3.0]))
+    t5, ttok = load_seq2seq("tiny-t5", seed=0)
+    labels = torch.tensor([[5, 6, -100], [7, 8, 9]])
+    enc = torch.zeros(2, 3, t5.config.d_model)
+    with torch.no_grad():
+        s5 = ChoiceScorer(t5, "loglik").decode(enc, torch.ones(2, 3, dtype=torch.long), labels)["rows"]
+        m5 = ChoiceScorer(t5, "loglik_mean").decode(enc, torch.ones(2, 3, dtype=torch.long), labels)["rows"]
+    assert torch.allclose(m5, s5 / torch.tensor([2.0, 3.0]))
