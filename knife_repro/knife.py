@@ -706,4 +706,4 @@ def paired(recs: Sequence[dict], a: str, b: str, dataset: str, train_fraction: f
 
 def point_minutes(rec: dict) -> float:
     "Wall time of a run, in minutes: loading, training (with teacher states) and evaluation."
-    return sum(v for k, v in rec["timings"].items() if k.endswith("_s")) / 60
+    return sum(v for k, v in rec["timings"].items() if k.endswith("_s") and k != "tokens_per_s") / 60   # a rate, not seconds

@@ -44,7 +44,8 @@ def knife_cpu_block(run_dir: str | Path | None = None) -> str:
              ("FT I→RO", "FT I→O")) if (p := knife.paired(recs, a, b, d))]
     tests += [p for p in [knife.paired(recs, "KNIFE (In+Out)", "FT I→O", "openbookqa", 0.1)] if p]
     lines = ["", "Paired on the same test questions and seeds (Δ = A − B in points, paired bootstrap 95% CI over "
-             "questions, exact McNemar p pooled over seeds):", ""]
+             "questions, exact McNemar p pooled over seeds):", ""] if tests else \
+            ["", "No paired test yet: FT I→O, the reference of every comparison, has no record on these questions."]
     lines += [f"* {p['dataset']}{' (10% of the budget)' if p['train_fraction'] != 1.0 else ''}: {p['A']} − {p['B']} = "
               f"{100 * p['diff']:+.1f} [{100 * p['diff_ci_low']:+.1f}, {100 * p['diff_ci_high']:+.1f}], p = {p['p_mcnemar']:.3g} "
               f"(seeds {p['seeds']}, {p['n_questions']} questions)" for p in tests]

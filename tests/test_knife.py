@@ -649,3 +649,9 @@ def test_loglik_mean_divides_the_summed_answer_loglik_by_its_tokens():
         s5 = ChoiceScorer(t5, "loglik").decode(enc, torch.ones(2, 3, dtype=torch.long), labels)["rows"]
         m5 = ChoiceScorer(t5, "loglik_mean").decode(enc, torch.ones(2, 3, dtype=torch.long), labels)["rows"]
     assert torch.allclose(m5, s5 / torch.tensor([2.0, 3.0]))
+
+
+def test_point_minutes_adds_the_seconds_not_the_rate():
+    from knife_repro.knife import point_minutes
+    rec = {"timings": {"load_s": 30.0, "train_s": 540.0, "eval_s": 30.0, "tokens_per_s": 150.0, "optimizer_steps": 75}}
+    assert point_minutes(rec) == 10.0
