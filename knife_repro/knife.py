@@ -35,8 +35,9 @@ __all__ = ['SCORES', 'POSITIONS', 'KD', 'KD_OUT', 'KD_IN_LAYERS', 'METHODS', 'VA
            'data_hash', 'compute_teacher_states', 'teacher_cache_path', 'cached_teacher_states', 'predict_choices',
            'evaluate_choices', 'KnifeConfig', 'resolve_flags', 'teacher_config', 'table_config', 'run',
            'causal_task_text', 'encode_causal_choices', 'causal_collate', 'attention_allowed', 'causal_attention_mask',
-           'position_ids_of', 'causal_forward', 'causal_teacher_forward', 'causal_student_forward', 'label_of',
-           'results_table', 'selection_table', 'correctness', 'cpu_records', 'paired', 'point_minutes']
+           'position_ids_of', 'causal_forward', 'full_causal_forward', 'prefix_groups', 'prefix_is_shareable',
+           'shared_prefix_forward', 'causal_teacher_forward', 'causal_student_forward', 'label_of', 'results_table',
+           'selection_table', 'correctness', 'cpu_records', 'paired', 'point_minutes']
 
 # %% ../nbs/20_knife.ipynb #ac545d44
 def task_text(ex: dict, choice: str) -> str:
@@ -91,8 +92,9 @@ POSITIONS = ("continue", "shared")   # decoder-only teachers: position ids of th
 
 class ChoiceScorer(nn.Module):
     "A T5 or decoder-only LM that turns (input, choice) rows into scores: choice log-likelihood or a head."
-    def __init__(self, model: nn.Module, score: str = "loglik", positions: str = "continue"):
+    def __init__(self, model: nn.Module, score: str = "loglik", positions: str = "continue", share_prefix: bool = True):
         super().__init__()
+        self.share_prefix = share_prefix   # decoder-only: read the choices' shared prefix once (`causal_forward`)
         if score not in SCORES: raise ConfigError(f"score={score!r}: must be one of {SCORES}")
         if positions not in POSITIONS: raise ConfigError(f"teacher_positions={positions!r}: must be one of {POSITIONS}")
         self.causal = is_causal(model)
@@ -579,7 +581,16 @@ def position_ids_of(segments: torch.Tensor, positions: str = "continue") -> torc
 # %% ../nbs/20_knife.ipynb #168e9cc5
 def causal_forward(scorer: ChoiceScorer, ids: torch.Tensor, segments: torch.Tensor, bottleneck: bool = True,
                    layers: str = "last") -> dict:
-    "One pass of a decoder-only LM over KNIFE rows: hidden states, masks, answer log-likelihoods, row scores."
+    """A decoder-only LM over KNIFE rows: hidden states, masks, answer log-likelihoods, row scores.
+    The choices of an example share their prefix (FTR + task), so by default it is read once
+    (`shared_prefix_forward`); `scorer.share_prefix=False` runs every row in full (`full_causal_forward`)."""
+    if getattr(scorer, "share_prefix", True) and prefix_is_shareable(segments):
+        return shared_prefix_forward(scorer, ids, segments, bottleneck, layers)
+    return full_causal_forward(scorer, ids, segments, bottleneck, layers)
+
+def full_causal_forward(scorer: ChoiceScorer, ids: torch.Tensor, segments: torch.Tensor, bottleneck: bool = True,
+                        layers: str = "last") -> dict:
+    "One pass over whole rows [pad ; FTR ; task ; answer ; pad] under the 4D bottleneck mask."
     lm = scorer.lm
     out = lm.base_model(input_ids=ids, attention_mask=causal_attention_mask(segments, bottleneck, lm.dtype),
                         position_ids=position_ids_of(segments, scorer.positions), output_hidden_states=layers == "all")
@@ -596,6 +607,73 @@ def causal_forward(scorer: ChoiceScorer, ids: torch.Tensor, segments: torch.Tens
         last = real.shape[1] - 1 - real.flip(-1).long().argmax(-1)    # the last answer token
         rows = scorer.head(h[torch.arange(h.shape[0]), last]).squeeze(-1).float()
     enc = h if layers == "last" else torch.stack(out.hidden_states[1:], 2)
+    return {"enc": enc, "dec": h, "rows": rows, "answer_logprobs": lp, "in_mask": segments == TASK, "out_mask": ans}
+
+def prefix_groups(ids: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    "Group of each row: consecutive rows with the same prefix (FTR + task tokens in the same columns) share one."
+    key = torch.where((segments == FTR) | (segments == TASK), ids, -1)
+    new = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)
+    new[1:] = (key[1:] != key[:-1]).any(1)
+    return new.long().cumsum(0) - 1
+
+def prefix_is_shareable(segments: torch.Tensor) -> bool:
+    "Every row reads [pad ; FTR ; task ; answer ; pad] with at least one task and one answer token."
+    col = torch.arange(segments.shape[1], device=segments.device)
+    pre = (segments == FTR) | (segments == TASK); ans = segments == ANSWER
+    last_pre = torch.where(pre, col, -1).max(1).values
+    first_ans = torch.where(ans, col, segments.shape[1]).min(1).values
+    return bool(pre.any(1).all() and ans.any(1).all() and (last_pre < first_ans).all())
+
+def _place(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    "`values` (n, ...) scattered row-major into zeros of shape (*where.shape, ...) at the True cells of `where`."
+    out = values.new_zeros((*where.shape, *values.shape[1:]))
+    out[where] = values
+    return out
+
+def shared_prefix_forward(scorer: ChoiceScorer, ids: torch.Tensor, segments: torch.Tensor, bottleneck: bool = True,
+                          layers: str = "last") -> dict:
+    """`full_causal_forward`'s outputs (same layout, same numbers up to float rounding), computed in two passes:
+    each example's prefix [FTR ; task] once (left-padded, filling the KV cache), then every choice's answer tokens
+    against a copy of its prefix's cache, under the same bottleneck mask and position ids cut to the answer
+    queries. Gradients flow through the cache, so training uses it too; rows read ~`choices`x fewer tokens."""
+    lm, dev, W = scorer.lm, ids.device, ids.shape[1]
+    group = prefix_groups(ids, segments)
+    first = torch.ones_like(group, dtype=torch.bool); first[1:] = group[1:] != group[:-1]
+    pre, ans = (segments == FTR) | (segments == TASK), segments == ANSWER
+    npre, nans = pre.sum(1), ans.sum(1)
+    Lp, A = int(npre.max()), int(nans.max())
+    reps = first.nonzero()[:, 0]
+    pids = torch.zeros((len(reps), Lp), dtype=ids.dtype, device=dev)                # padding: any id, masked out
+    pseg = torch.full_like(pids, PAD)
+    pcol = torch.arange(Lp, device=dev)[None] >= (Lp - npre[reps])[:, None]        # left-padded prefix columns
+    pids[pcol], pseg[pcol] = ids[reps][pre[reps]], segments[reps][pre[reps]]
+    acol = torch.arange(A, device=dev)[None] < nans[:, None]                         # right-padded answer columns
+    aids = torch.zeros((ids.shape[0], A), dtype=ids.dtype, device=dev)
+    aseg = torch.full_like(aids, PAD)
+    aids[acol], aseg[acol] = ids[ans], ANSWER
+    virtual = torch.cat([pseg[group], aseg], 1)                                     # a row as the full pass sees it
+    hs = layers == "all"
+    p = lm.base_model(input_ids=pids, attention_mask=causal_attention_mask(pseg, bottleneck, lm.dtype),
+                      position_ids=position_ids_of(pseg, scorer.positions), use_cache=True, output_hidden_states=hs)
+    cache = p.past_key_values
+    cache.reorder_cache(group)                                                      # one copy of the prefix per row
+    a = lm.base_model(input_ids=aids, attention_mask=causal_attention_mask(virtual, bottleneck, lm.dtype)[:, :, Lp:],
+                      position_ids=position_ids_of(virtual, scorer.positions)[:, Lp:], past_key_values=cache,
+                      use_cache=True, output_hidden_states=hs)
+    h1, h2 = p.last_hidden_state, a.last_hidden_state
+    before = torch.cat([h1[group, -1:], h2[:, :-1]], 1)                             # the state before each answer token
+    logits = lm.get_output_embeddings()(before[acol])
+    lp = torch.log_softmax(logits.float(), -1).gather(-1, aids[acol][:, None])[:, 0]
+    if scorer.head is None:
+        rows = lp.new_zeros(ids.shape[0]).index_add(0, acol.nonzero()[:, 0], lp)
+        if scorer.score == "loglik_mean": rows = rows / nans.clamp(min=1)
+    else:
+        rows = scorer.head(h2[torch.arange(h2.shape[0], device=dev), nans - 1]).squeeze(-1).float()
+    preal = pseg[group] != PAD
+    def full(x1, x2):      # prefix states (groups, Lp, ...) and answer states (rows, A, ...) on the rows' columns
+        return _place(x1[group][preal], pre) + _place(x2[acol], ans)
+    h = full(h1, h2)
+    enc = h if not hs else full(torch.stack(p.hidden_states[1:], 2), torch.stack(a.hidden_states[1:], 2))
     return {"enc": enc, "dec": h, "rows": rows, "answer_logprobs": lp, "in_mask": segments == TASK, "out_mask": ans}
 
 def causal_teacher_forward(teacher: ChoiceScorer, batch: dict, bottleneck: bool = True, layers: str = "last") -> dict:

@@ -250,7 +250,8 @@ def test_results_table_never_averages_runs_of_another_budget(tmp_path):
 # (rotary positions, the SmolLM2 architecture), both on the kit's tokenizer.
 
 from knife_repro.knife import (ANSWER, FTR, PAD, TASK, attention_allowed, causal_attention_mask, causal_collate,
-                               causal_forward, encode_causal_choices, position_ids_of)
+                               causal_forward, encode_causal_choices, full_causal_forward, position_ids_of,
+                               prefix_groups, prefix_is_shareable, shared_prefix_forward)
 from knife_repro.models import load_causal
 
 
@@ -398,7 +399,7 @@ def answer_outputs(scorer, ids, seg, bottleneck, force=None):
         hooks.append(blk.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            o = causal_forward(scorer, ids, seg, bottleneck)
+            o = full_causal_forward(scorer, ids, seg, bottleneck)    # whole rows: the hooks act on the rows' columns
     finally:
         for h in hooks: h.remove()
     return o["answer_logprobs"], o["dec"][seg == ANSWER], saved
@@ -425,6 +426,48 @@ def test_causal_answer_sees_the_ftr_only_through_the_task_states(causal, attn):
             assert torch.equal(lp2, lp1) and torch.equal(h2, h1)
         else:
             assert not torch.allclose(lp2, lp1)      # without the mask the answer also reads the FTR directly
+
+
+def test_prefix_groups_and_shareable_layouts_by_hand():
+    seg = torch.tensor([[FTR, TASK, TASK, ANSWER, PAD], [FTR, TASK, TASK, ANSWER, ANSWER], [PAD, FTR, TASK, ANSWER, PAD]])
+    ids = torch.tensor([[5, 6, 7, 8, 0], [5, 6, 7, 9, 9], [0, 5, 6, 8, 0]])
+    assert prefix_groups(ids, seg).tolist() == [0, 0, 1]          # same prefix tokens, but row 2's sit elsewhere
+    ids2 = ids.clone(); ids2[1, 2] = 4
+    assert prefix_groups(ids2, seg).tolist() == [0, 1, 2]         # one prefix token differs
+    assert prefix_is_shareable(seg)
+    assert not prefix_is_shareable(torch.tensor([[TASK, ANSWER, TASK, ANSWER]]))    # a prefix token after an answer
+    assert not prefix_is_shareable(torch.tensor([[TASK, TASK, PAD], [TASK, ANSWER, PAD]]))   # a row without answer
+
+
+@pytest.mark.parametrize("score", ["loglik", "loglik_mean", "head"])
+@pytest.mark.parametrize("positions", ["continue", "shared"])
+def test_shared_prefix_forward_equals_whole_rows(causal, score, positions):
+    """Reading each example's prefix once and its choices against a copy of its KV cache gives the whole-row pass's
+    row scores, answer log-probs, states on every real column (last layer and all layers) and gradients, for the
+    teacher (with and without the bottleneck) and the student. The whole-row pass is the one checked against
+    plain transformers and for the bottleneck above."""
+    lm, tok = causal
+    S = ChoiceScorer(lm, score, positions)
+    if S.head is not None: torch.nn.init.normal_(S.head.weight)
+    b = causal_batch(tok)
+    for ids, seg, bottleneck in ((b["teacher_input_ids"], b["teacher_segments"], True),
+                                 (b["teacher_input_ids"], b["teacher_segments"], False), (b["input_ids"], b["segments"], True)):
+        outs, grads = [], []
+        for fn in (full_causal_forward, shared_prefix_forward):
+            o = fn(S, ids, seg, bottleneck, "all")
+            real = seg != PAD
+            (o["rows"].sum() + o["enc"][real].pow(2).mean() + o["dec"][o["out_mask"]].sum()).backward()
+            grads.append({n: p.grad.clone() for n, p in S.named_parameters() if p.grad is not None}); S.zero_grad()
+            outs.append(o)
+        full, shared = outs
+        for k in ("rows", "answer_logprobs"):
+            assert torch.allclose(full[k], shared[k], atol=1e-5), k
+        for k in ("enc", "dec"):
+            assert full[k].shape == shared[k].shape and torch.allclose(full[k][real], shared[k][real], atol=1e-5), k
+        assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 0
+        assert all(torch.allclose(grads[0][n], grads[1][n], atol=1e-4) for n in grads[0])
+    assert torch.allclose(causal_forward(S, b["input_ids"], b["segments"])["rows"],          # the default path
+                          full_causal_forward(S, b["input_ids"], b["segments"])["rows"], atol=1e-5)
 
 
 @pytest.mark.parametrize("kd_out,layers", [("hidden", "last"), ("kl", "last"), ("hidden", "all")])
