@@ -225,8 +225,10 @@ def plan(sw: Sweep, output_dir: str | Path = RESULTS_DIR, force: bool = False) -
     return out
 
 def only_points(pl: list[dict], only: dict | None) -> list[dict]:
-    "The points whose parameters equal every `only` value (e.g. {'seed': 0, 'dataset': 'openbookqa'}); all when None."
-    return [p for p in pl if all(p["params"].get(k) == v for k, v in (only or {}).items())]
+    """The points whose parameters match every `only` value (e.g. {'seed': 0, 'dataset': 'openbookqa'}); a list
+    matches any of its values ({'method': ['knife_teacher', 'knife']}, `--only method=[knife_teacher,knife]`); all when None."""
+    ok = lambda v, want: v in want if isinstance(want, list) and not isinstance(v, list) else v == want
+    return [p for p in pl if all(ok(p["params"].get(k), v) for k, v in (only or {}).items())]
 
 def run_sweep(sw: Sweep, output_dir: str | Path = RESULTS_DIR, workers: int = 1, executor: str = "local",
               force: bool = False, dry_run: bool = False, log=print, runner: str = "notebook",
@@ -287,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="re-run points that are done")
     ap.add_argument("--dry-run", action="store_true", help="list the points and the estimated cost")
     ap.add_argument("--only", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="run only the points with these parameter values (e.g. --only seed=0 dataset=openbookqa)")
+                    help="run only the points with these parameter values (e.g. --only seed=0 dataset=openbookqa "
+                         "method=[knife_teacher,knife]: a list matches any of its values)")
     a = ap.parse_args(argv)
     sw = load_sweep(a.sweep, a.scale)
     only = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in a.only)} if a.only else None
