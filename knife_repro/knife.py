@@ -708,11 +708,11 @@ def results_table(run_dir: str | Path, **where) -> "pd.DataFrame":
     import pandas as pd
     from knife_repro.report import paper_numbers
     from knife_repro.tables import aggregate, model_size
-    recs = [json.loads(p.read_text()) for p in sorted(Path(run_dir).glob("*.json"))]
+    from knife_repro.report import load_records
     rows = []
-    for r in recs:
+    for r in load_records(run_dir, **where):
         c = r["config"]
-        if c["method"] not in LABELS or any(c.get(k) != v for k, v in where.items()): continue
+        if c["method"] not in LABELS: continue
         rows.append({"method": label_of(r), "method_id": c["method"], "dataset": c["dataset"], "model": c["model"],
                      "scale": c["scale"], "train_fraction": c["train_fraction"], "seed": c["seed"],
                      "accuracy": r["metrics"]["accuracy"], "size": model_size(c["model"], r["metrics"].get("params")),
@@ -741,13 +741,10 @@ def results_table(run_dir: str | Path, **where) -> "pd.DataFrame":
 def selection_table(run_dir=None) -> "pd.DataFrame":
     "The validation-split runs that chose the cpu budget: FT I→O accuracy per learning rate and dataset."
     import pandas as pd
-    from knife_repro.report import RECORDS_DIR
-    rows = []
-    for p in sorted(Path(run_dir or RECORDS_DIR).glob("*.json")):
-        r = json.loads(p.read_text()); c = r["config"]
-        if c["scale"] == "cpu" and c.get("report_split") == "validation" and c["method"] == "ft_io":
-            rows.append({"lr": c["lr"], "dataset": c["dataset"], "val_accuracy": r["metrics"]["accuracy"],
-                         "n_val": r["metrics"].get("n"), "train_s": r["timings"].get("train_s")})
+    from knife_repro.report import load_records
+    rows = [{"lr": r["config"]["lr"], "dataset": r["config"]["dataset"], "val_accuracy": r["metrics"]["accuracy"],
+             "n_val": r["metrics"].get("n"), "train_s": r["timings"].get("train_s")}
+            for r in load_records(run_dir, scale="cpu", report_split="validation", method="ft_io")]
     if not rows: return pd.DataFrame()
     t = pd.DataFrame(rows).pivot_table(index="lr", columns="dataset", values="val_accuracy")
     t["mean"] = t.mean(axis=1)
@@ -759,14 +756,9 @@ def correctness(rec: dict) -> dict:
     return {e["id"]: int(e["pred"] == e["gold"]) for e in rec.get("per_example") or []}
 
 def cpu_records(run_dir=None, scale: str = "cpu") -> list[dict]:
-    "The test-split records of this table's methods at `scale`."
-    from knife_repro.report import RECORDS_DIR
-    out = []
-    for p in sorted(Path(run_dir or RECORDS_DIR).glob("*.json")):
-        r = json.loads(p.read_text()); c = r["config"]
-        if c["method"] in LABELS and c["scale"] == scale and c.get("report_split", "test") == "test":
-            out.append(r)
-    return out
+    "The test-split records of this table's methods at `scale` (`report.load_records`: committed, then fresh)."
+    from knife_repro.report import load_records
+    return [r for r in load_records(run_dir, scale=scale, report_split="test") if r["config"]["method"] in LABELS]
 
 def paired(recs: Sequence[dict], a: str, b: str, dataset: str, train_fraction: float = 1.0) -> dict | None:
     "`metrics.paired_test` of method label `a` vs `b` on `dataset` over the seeds both have, on their common questions."

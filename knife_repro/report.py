@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import builtins
+import dataclasses
 import json
 import math
 import os
@@ -27,9 +28,10 @@ from .tables import (AGG_COLUMNS, DEFAULT_BY, aggregate, error_line, fmt, link_p
 # %% auto #0
 __all__ = ['CONFIG_KEYS', 'REQUIRED', 'NOT_BUDGET', 'RECORDS_DIR', 'DEFAULT_RUNS', 'METHOD_LABELS', 'LABEL_FIXED',
            'MAX_LABEL_SETTINGS', 'PAPER_NUMBERS', 'PAPER_COLUMNS', 'NOT_FRACTIONS', 'RESULT_COLUMNS', 'HEADLINE',
-           'COMPARE_COLUMNS', 'CI_CONVENTION', 'config_key', 'record_row', 'collect_runs', 'config_labels',
-           'unit_factor', 'load_paper_numbers', 'paper_numbers', 'paper_table', 'results_table', 'wide_table',
-           'overview', 'slug', 'write_tables', 'write_figures', 'sweep_status', 'compare', 'write_summary', 'main']
+           'COMPARE_COLUMNS', 'CI_CONVENTION', 'config_key', 'record_row', 'read_records', 'load_records',
+           'collect_runs', 'config_labels', 'unit_factor', 'load_paper_numbers', 'paper_numbers', 'paper_table',
+           'results_table', 'wide_table', 'overview', 'slug', 'write_tables', 'write_figures', 'sweep_status',
+           'compare', 'write_summary', 'main']
 
 # %% ../nbs/31_report.ipynb #8be2e2d7
 CONFIG_KEYS = ("method", "dataset", "model", "seed", "scale", "train_fraction")
@@ -85,9 +87,10 @@ def _dirs(runs_dir) -> list[Path]:
     if isinstance(runs_dir, (str, Path)): return [Path(runs_dir)]
     return [Path(d) for d in runs_dir]
 
-def collect_runs(runs_dir: str | Path | Sequence[str | Path] | None = None) -> pd.DataFrame:
-    "One row per run record in `runs_dir` (a folder or several; default records/runs then results/runs); bad files skipped with a warning."
-    rows = []
+def read_records(runs_dir: str | Path | Sequence[str | Path] | None = None) -> list[tuple[Path, dict]]:
+    """(path, record) of every run record in `runs_dir` (a folder or several; default records/runs then results/runs),
+    in folder order; files that are not readable JSON run records are skipped with a warning naming them."""
+    out = []
     for d in _dirs(runs_dir):
         for p in sorted(d.glob("*.json")):
             try: rec = json.loads(p.read_text())
@@ -95,7 +98,23 @@ def collect_runs(runs_dir: str | Path | Sequence[str | Path] | None = None) -> p
                 warnings.warn(f"{p}: skipped, not a readable JSON run record ({e})"); continue
             if (why := _problem(rec)):
                 warnings.warn(f"{p}: skipped, {why}"); continue
-            rows.append({**record_row(rec, p.name), "path": str(p), "source": d.parent.name})
+            out.append((p, rec))
+    return out
+
+def load_records(runs_dir: str | Path | Sequence[str | Path] | None = None, **where) -> list[dict]:
+    """The run records `collect_runs` tabulates, as dicts: one per resolved config (a later folder's replaces an
+    earlier one's), keeping those whose config has every `where` value (a field a record lacks counts as RunConfig's
+    default, e.g. `report_split='test'` for records written before it existed)."""
+    from knife_repro.core import RunConfig
+    default = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    latest = {}
+    for p, rec in read_records(runs_dir):
+        latest.pop(k := config_key(rec["config"]), None); latest[k] = rec
+    return [r for r in latest.values() if all(r["config"].get(k, default.get(k)) == v for k, v in where.items())]
+
+def collect_runs(runs_dir: str | Path | Sequence[str | Path] | None = None) -> pd.DataFrame:
+    "One row per run record in `runs_dir` (a folder or several; default records/runs then results/runs); bad files skipped with a warning."
+    rows = [{**record_row(rec, p.name), "path": str(p), "source": p.parent.parent.name} for p, rec in read_records(runs_dir)]
     if not rows:
         return pd.DataFrame(columns=["run_id", *CONFIG_KEYS, "flags", "budget", "config_key", "point", "label", "size", "path"])
     df = pd.DataFrame(rows)
