@@ -37,9 +37,20 @@ def knife_cpu_block(run_dir: str | Path | None = None) -> str:
     for _, x in t.iterrows():
         m = mins.get((x.dataset, x.train_fraction, x.method), [])
         n_tr = re.search(r"train (-?\d+)", x.budget)
-        rows.append(f"| {x.dataset} | {n_tr.group(1) if n_tr else ''} | {x.method} | {_pct(x.accuracy)} ± {_pct(x['std'])} | "
+        spread = f" ± {_pct(x['std'])}" if x.n_seeds > 1 else " (one seed)"
+        rows.append(f"| {x.dataset} | {n_tr.group(1) if n_tr else ''} | {x.method} | {_pct(x.accuracy)}{spread} | "
                     f"{x.seeds} | [{_pct(x.ci_low)}, {_pct(x.ci_high)}] | "
                     + (f"{sum(m) / len(m):.1f}, {max(m):.1f}" if m else "") + " |")
+    no_ftr = {}
+    for r in recs:
+        c = r["config"]
+        if c["method"] == "knife_teacher" and "accuracy_no_ftr" in r["metrics"]:
+            no_ftr.setdefault((c["dataset"], c["max_train_samples"]), []).append((r["metrics"]["accuracy"], r["metrics"]["accuracy_no_ftr"]))
+    if no_ftr:
+        rows += ["", "The teacher reads the FTR at test time; without it (task input only, same weights), mean over seeds:", ""]
+        rows += [f"* {d}, train {n}: {_pct(sum(a for a, _ in v) / len(v))} with the FTR, "
+                 f"{_pct(sum(b for _, b in v) / len(v))} without ({len(v)} seed{'s' if len(v) > 1 else ''})"
+                 for (d, n), v in sorted(no_ftr.items())]
     tests = [p for d in ("openbookqa", "strategyqa") for a, b in (("KNIFE (In+Out)", "FT I→O"), ("FT I→OR", "FT I→O"),
              ("FT I→RO", "FT I→O")) if (p := knife.paired(recs, a, b, d))]
     tests += [p for p in [knife.paired(recs, "KNIFE (In+Out)", "FT I→O", "openbookqa", 0.1)] if p]
