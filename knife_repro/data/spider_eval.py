@@ -517,6 +517,7 @@ def _ocond(e: exp.Expression, sc: _OScope) -> tuple:
     "(not_op, op, val_unit, val1, val2)."
     not_op = False
     while isinstance(e, exp.Not): not_op, e = not not_op, _unparen(e.this)
+    if e.args.get("negate"): not_op = not not_op   # sqlglot writes `x NOT LIKE y` as Like(negate=True)
     op = _COND_OPS.get(type(e))
     if op is None: return (not_op, "expr", ("expr", _ogeneric(e, sc), None), None, None)
     if op == "exists": return (not_op, op, ("none", None, None), _ovalue(e.this, sc), None)
