@@ -103,10 +103,11 @@ def _lm_loss(models, batch):   # the plain LM loss on a distillation row's stude
 
 def _score(preds: list[str], rows: list[dict]) -> dict:
     from knife_repro.data.spider_eval import evaluate
-    ev = evaluate(preds, rows, details=True)
+    ev = evaluate(preds, rows, details=True, mode="official", keep_distinct=True)   # the kit's report (13a_spider_eval)
     em = [float(d["exact_set_match"]) for d in ev["details"]]
     ex = [float(d["execution_match"]) for d in ev["details"] if d["execution_match"] is not None]
-    return {**summarize(em, "exact_set_match"), "execution_accuracy": ev["execution_accuracy"],
+    return {**summarize(em, "exact_set_match"), "exact_set_match_mode": ev["exact_set_match_mode"],
+            "keep_distinct": ev["keep_distinct"], "execution_accuracy": ev["execution_accuracy"],
             "n_executed": ev["n_executed"], "pred_errors": ev["pred_errors"], "em_scores": em, "exec_scores": ex}
 
 def run(cfg: RunConfig, force: bool = False) -> dict:
@@ -192,7 +193,9 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
     timings["total_s"] = round(time.perf_counter() - t0, 1)
     metrics["details"] = {kk: {x: y for x, y in v.items() if x not in ("em_scores", "exec_scores")} for kk, v in details.items()}
     notes = [f"{len(dbs)} validation databases, {k} in-context examples each, {len(all_eval)} evaluation questions (the rest)",
-             f"raw inputs: {raw}; teacher decoding: {decoding}; settings: {asdict(s)}"]
+             f"raw inputs: {raw}; teacher decoding: {decoding}; settings: {asdict(s)}",
+             "exact set match: mode=official (Spider's evaluation.py definition, 13a_spider_eval); "
+             "execution accuracy: keep_distinct=True"]
     if s.model.startswith("tiny"): notes.append("random-init tiny model: a pipeline check, not a result")
     write_run_record(cfg, metrics, timings=timings, notes=notes, per_db=per_db)
     return find_run(cfg)

@@ -219,6 +219,8 @@ def test_cd_spider_runs_with_the_pretrained_causal_student(smollm2, tmp_path, mo
                     output_dir=str(tmp_path), flags={"k": 2})
     rec = cd.run(cfg)
     assert rec["config"]["model"] == "smollm2-135m" and "post_distill" in " ".join(rec["metrics"])
+    # every SPIDER number says how it was scored (issue 14)
+    assert all(d["exact_set_match_mode"] == "official" and d["keep_distinct"] is True for d in rec["metrics"]["details"].values())
 
 
 # --- typed configs: one per experiment module, one resolution for the notebooks, the CLI and the sweeps ----

@@ -8,6 +8,8 @@ from __future__ import annotations
 import itertools
 import re
 import sqlite3
+import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field, fields
@@ -20,8 +22,11 @@ from sqlglot import exp
 from .spider import db_path, load_schemas
 
 # %% auto #0
-__all__ = ['ERROR_KINDS', 'VALUE', 'SQLExecutionError', 'execute', 'results_match', 'has_top_level_order', 'execution_match',
-           'SQLParts', 'sql_parts', 'exact_set_diff', 'exact_set_match', 'sql_components', 'hardness', 'evaluate']
+__all__ = ['ERROR_KINDS', 'VALUE', 'MODES', 'PARSE_ERROR_KINDS', 'SQLExecutionError', 'execute', 'prepare_error', 'results_match',
+           'has_top_level_order', 'remove_distinct', 'execution_match', 'SQLParts', 'sql_parts', 'SQLParseError',
+           'official_sql', 'foreign_key_map', 'official_rebuild', 'official_diff', 'spider_json_sql', 'exact_set_diff',
+           'exact_set_match', 'sql_components', 'structure_components', 'hardness_of_components', 'hardness',
+           'evaluate']
 
 # %% ../../nbs/13a_spider_eval.ipynb #f969efdc
 ERROR_KINDS = ("missing_db", "multiple_statements", "denied", "readonly", "timeout",
@@ -59,18 +64,26 @@ def _kind(e: sqlite3.Error, timed_out: bool) -> str:
     if "syntax error" in msg or "incomplete input" in msg or "unrecognized token" in msg: return "syntax"
     return "error"
 
-def execute(db_path: str | Path, sql: str, timeout_s: float = 2.0, max_rows: int = 10_000) -> list[tuple]:
-    "Run one read-only statement on an SQLite file; rows, or a `SQLExecutionError`."
+def _connect(db_path: str | Path, sql: str, timeout_s: float) -> sqlite3.Connection:
+    "A read-only connection to an SQLite file with the guards 1-2 and 6 in place."
     path = Path(db_path) if db_path is not None else None
     if path is None or not path.is_file():
         raise SQLExecutionError("missing_db", f"no database file at {db_path}", sql)
     conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=timeout_s)
+    _guard(conn)
+    return conn
+
+def _guard(conn: sqlite3.Connection) -> None:
+    conn.text_factory = lambda b: b.decode("utf-8", errors="replace")
+    conn.execute("PRAGMA query_only = ON")
+    conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+    conn.set_authorizer(_authorizer)
+
+def execute(db_path: str | Path, sql: str, timeout_s: float = 2.0, max_rows: int = 10_000) -> list[tuple]:
+    "Run one read-only statement on an SQLite file; rows, or a `SQLExecutionError`."
+    conn = _connect(db_path, sql, timeout_s)
     timed_out = False
     try:
-        conn.text_factory = lambda b: b.decode("utf-8", errors="replace")
-        conn.execute("PRAGMA query_only = ON")
-        conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
-        conn.set_authorizer(_authorizer)
         deadline = time.monotonic() + timeout_s
         def _past_deadline() -> bool:
             nonlocal timed_out
@@ -96,6 +109,40 @@ def execute(db_path: str | Path, sql: str, timeout_s: float = 2.0, max_rows: int
         conn.close()
 
 # %% ../../nbs/13a_spider_eval.ipynb #057ca90a
+def _schema_conn(schema: Any) -> sqlite3.Connection:
+    "An empty in-memory database with the tables and columns of `schema` (a `Schema` or a dict)."
+    tables = getattr(schema, "tables", schema)
+    q = lambda name: '"' + str(name).replace('"', '""') + '"'
+    conn = sqlite3.connect(":memory:")
+    for t, cols in tables.items():
+        seen, defs = set(), []
+        for c in cols:   # a few Spider tables repeat a column name in tables.json
+            if c.lower() not in seen: seen.add(c.lower()); defs.append(q(c))
+        conn.execute(f"CREATE TABLE {q(t)} ({', '.join(defs) or q('_')})")
+    _guard(conn)
+    return conn
+
+def prepare_error(sql: str, db_path: str | Path | None = None, schema: Any = None) -> SQLExecutionError | None:
+    "None when `sql` compiles as one read-only query on the database (or, without a file, on `schema`); else the error."
+    if db_path is not None and Path(db_path).is_file(): conn = _connect(db_path, sql, 2.0)
+    elif schema is not None: conn = _schema_conn(schema)
+    else: raise SQLExecutionError("missing_db", f"no database file at {db_path} and no schema", sql)
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchall()   # load the schema before the handler is set
+    conn.set_progress_handler(lambda: 1, 1)   # interrupt at the first step: compiled, not run
+    try:
+        cur = conn.execute(sql)
+        if cur.description is None: return SQLExecutionError("syntax", "not a query: no result columns", sql)
+        return None
+    except sqlite3.Warning as e:
+        return SQLExecutionError("multiple_statements", str(e), sql)
+    except sqlite3.Error as e:
+        return None if "interrupted" in str(e).lower() else SQLExecutionError(_kind(e, False), str(e), sql)
+    except (ValueError, OverflowError, MemoryError) as e:
+        return SQLExecutionError("error", f"{type(e).__name__}: {e}", sql)
+    finally:
+        conn.close()
+
+# %% ../../nbs/13a_spider_eval.ipynb #f1cc932c
 def _norm_value(v: Any) -> Any:
     return round(v, 6) if isinstance(v, float) else v
 
@@ -128,9 +175,20 @@ def has_top_level_order(sql: str) -> bool:
         return bool(re.search(r"order\s+by", re.sub(r"\([^()]*\)", "", sql), re.I))
     return tree.args.get("order") is not None
 
+def remove_distinct(sql: str) -> str:
+    "`sql` without its `DISTINCT` keywords (what the official script runs unless `--keep_distinct`)."
+    try:
+        toks = [t for t in sqlglot.tokenize(sql, read="sqlite") if t.token_type == sqlglot.TokenType.DISTINCT]
+    except Exception:  # text the tokenizer rejects (e.g. an open quote) is left as it is; it will fail to run
+        return sql
+    for t in reversed(toks):
+        sql = sql[:t.start] + sql[t.end + 1:]
+    return sql
+
 def execution_match(pred: str, gold: str, db_path: str | Path, ordered: bool | None = None,
-                    timeout_s: float = 2.0, max_rows: int = 10_000) -> bool:
+                    timeout_s: float = 2.0, max_rows: int = 10_000, keep_distinct: bool = True) -> bool:
     "True when `pred` runs and returns the gold result; a failing gold query raises."
+    if not keep_distinct: pred, gold = remove_distinct(pred), remove_distinct(gold)
     gold_rows = execute(db_path, gold, timeout_s, max_rows)
     try:
         pred_rows = execute(db_path, pred, timeout_s, max_rows)
@@ -149,6 +207,7 @@ class SQLParts:
     select: tuple = ()
     distinct: bool = False
     tables: tuple = ()
+    joins: tuple = ()
     where: frozenset = frozenset()
     where_ops: frozenset = frozenset()
     group_by: frozenset = frozenset()
@@ -207,6 +266,8 @@ def _key(e: Any, sc: _Scope) -> Any:
     if e is None or isinstance(e, (bool, int, float)): return e
     if isinstance(e, str): return e.lower()
     if isinstance(e, list): return tuple(_key(x, sc) for x in e)
+    if isinstance(e, exp.DataType): return ("type", e.sql(dialect="sqlite").lower())   # CAST(x AS INT)
+    if not isinstance(e, exp.Expression): return str(e).lower()                          # an enum or other flag
     e = _unparen(e)
     if isinstance(e, exp.Alias): return _key(e.this, sc)
     if isinstance(e, exp.Star): return "*"
@@ -228,6 +289,11 @@ def _key(e: Any, sc: _Scope) -> Any:
                 else _multiset(_key(x, sc) for x in e.expressions))
     args = [(k, _key(v, sc)) for k, v in sorted(e.args.items()) if v is not None and v is not False and v != []]
     return (e.key, tuple(args))
+
+def _join_kind(j: exp.Join) -> str:
+    "'' for JOIN / INNER JOIN; 'left', 'cross' (also a comma), 'natural left', ... otherwise."
+    kind = " ".join(str(x) for x in (j.args.get("method"), j.side, j.kind) if x).lower()
+    return "" if kind == "inner" else kind
 
 def _conditions(e: exp.Expression | None, sc: _Scope, ops: set) -> set:
     "The leaf conditions of a WHERE/HAVING tree; the connectives are added to `ops`."
@@ -263,7 +329,8 @@ def _parts(tree: exp.Expression, outer: _Scope | None = None, schema: Any = None
     if not isinstance(tree, exp.Select):
         raise ValueError(f"not a SELECT query: {tree.key}")
     sc = _Scope(outer.schema if outer else _schema_columns(schema), outer)
-    sources = ([tree.args["from_"].this] if tree.args.get("from_") else []) + [j.this for j in tree.args.get("joins") or []]
+    joins = tree.args.get("joins") or []
+    sources = ([tree.args["from_"].this] if tree.args.get("from_") else []) + [j.this for j in joins]
     for src in sources:
         src = _unparen(src)
         if isinstance(src, exp.Table):
@@ -273,6 +340,8 @@ def _parts(tree: exp.Expression, outer: _Scope | None = None, schema: Any = None
             t = ("subquery", _parts(src.this if isinstance(src, exp.Subquery) else src, sc))
         if src.alias: sc.aliases[src.alias.lower()] = t
         sc.tables.append(t)
+    n_from = len(sources) - len(joins)
+    join_kinds = _multiset((_join_kind(j), t) for j, t in zip(joins, sc.tables[n_from:]) if _join_kind(j))   # LEFT, CROSS, ...
     select = [_key(x, sc) for x in tree.expressions]
     sc.outputs = {x.alias.lower(): k for x, k in zip(tree.expressions, select) if isinstance(x, exp.Alias)}
     where_ops, having_ops = set(), set()
@@ -282,7 +351,7 @@ def _parts(tree: exp.Expression, outer: _Scope | None = None, schema: Any = None
     order = tuple((_key(o.this, sc), bool(o.args.get("desc")))
                   for o in (tree.args["order"].expressions if tree.args.get("order") else []))
     parts = SQLParts(select=_multiset(select), distinct=bool(tree.args.get("distinct")),
-                     tables=_multiset(sc.tables), where=frozenset(where), where_ops=frozenset(where_ops),
+                     tables=_multiset(sc.tables), joins=join_kinds, where=frozenset(where), where_ops=frozenset(where_ops),
                      group_by=frozenset(group), having=frozenset(having), having_ops=frozenset(having_ops),
                      order_by=order, limit=tree.args.get("limit") is not None)
     return SQLParts(**{**{f.name: getattr(parts, f.name) for f in fields(SQLParts)}, "keywords": _keywords(parts, tree)})
@@ -300,46 +369,458 @@ def _quoted_strings_to_literals(sql: str, schema_cols: dict[str, set[str]] | Non
 
 def sql_parts(sql: str, schema: Any = None) -> SQLParts:
     "Parse `sql` (SQLite dialect) into the `SQLParts` that exact set match compares."
+    return _parts(_parse(sql, _schema_columns(schema)), schema=schema)
+
+# %% ../../nbs/13a_spider_eval.ipynb #f00487a1
+MODES = ("official", "strict")
+PARSE_ERROR_KINDS = ("syntax", "too_deep", "unsupported")
+
+class SQLParseError(ValueError):
+    "A query our parser could not reduce; `kind` is one of `PARSE_ERROR_KINDS`."
+    def __init__(self, kind: str, msg: str):
+        self.kind = kind
+        super().__init__(f"[{kind}] {msg}")
+
+_DEEP_RECURSION, _DEEP_STACK = 20_000, 512 * 1024 * 1024
+
+def _deep(fn, *args):
+    "Call `fn`; on RecursionError call it again on a thread with a large stack; `too_deep` if that fails too."
+    try:
+        return fn(*args)
+    except RecursionError:
+        pass
+    out: dict = {}
+    def run():
+        old = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(old, _DEEP_RECURSION))
+        try: out["value"] = fn(*args)
+        except BaseException as e: out["error"] = e
+        finally: sys.setrecursionlimit(old)
+    old_size = threading.stack_size(_DEEP_STACK)
+    try:
+        t = threading.Thread(target=run, name="knife_repro-deep-parse"); t.start(); t.join()
+    finally:
+        threading.stack_size(old_size)
+    if isinstance(out.get("error"), RecursionError):
+        raise SQLParseError("too_deep", f"nested beyond {_DEEP_RECURSION} Python frames") from None
+    if "error" in out: raise out["error"]
+    return out["value"]
+
+def _reduce(fn, sql: str, schema: Any):
+    "`fn(sql, schema)` with every failure turned into a `SQLParseError` of a named kind."
+    try:
+        return _deep(fn, sql, schema)
+    except SQLParseError:
+        raise
+    except (sqlglot.errors.ParseError, sqlglot.errors.TokenError) as e:
+        raise SQLParseError("syntax", str(e).splitlines()[0][:200]) from None
+    except Exception as e:
+        raise SQLParseError("unsupported", f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from None
+
+_UNIT_OPS = {exp.Sub: "-", exp.Add: "+", exp.Mul: "*", exp.Div: "/"}
+_COND_OPS = {exp.EQ: "=", exp.GT: ">", exp.LT: "<", exp.GTE: ">=", exp.LTE: "<=", exp.NEQ: "!=", exp.In: "in",
+             exp.Like: "like", exp.Between: "between", exp.Is: "is", exp.Exists: "exists"}
+_MIRROR = {">": "<", "<": ">", ">=": "<=", "<=": ">=", "=": "=", "!=": "!="}
+_SET_OPS = ("intersect", "union", "except")
+
+@dataclass
+class _OScope:
+    "Names visible in one SELECT of `official_sql`."
+    schema: dict[str, set[str]] | None
+    parent: "_OScope | None" = None
+    aliases: dict[str, str] = field(default_factory=dict)   # alias or table name -> table name
+    tables: list = field(default_factory=list)               # FROM tables in order
+    outputs: dict[str, tuple] = field(default_factory=dict)  # SELECT alias -> val_unit
+    query_aliases: dict[str, str] = field(default_factory=dict)  # `table AS alias` anywhere in the text, the last one wins
+
+    def table(self, q: str) -> str:
+        s = self
+        while s.parent is not None: s = s.parent
+        if q in s.query_aliases: return s.query_aliases[q]   # as the official parser: one alias map for the whole query
+        s = self
+        while s is not None:
+            if q in s.aliases: return s.aliases[q]
+            s = s.parent
+        return q
+
+    def col(self, e: exp.Expression) -> str:
+        "'table.column' of a column reference ('*' for a star); the first FROM table that has it, else outer scopes."
+        if isinstance(e, exp.Star): return "*"
+        name, q = ("*" if isinstance(e.this, exp.Star) else e.name.lower()), e.table.lower()
+        if q: return f"{self.table(q)}.{name}"
+        if name == "*": return "*"
+        s = self
+        while s is not None:
+            if s.schema is not None:
+                for t in s.tables:
+                    if name in s.schema.get(t, ()): return f"{t}.{name}"
+            elif len(s.tables) == 1:
+                return f"{s.tables[0]}.{name}"
+            s = s.parent
+        return f"?.{name}"
+
+def _is_value(e: Any) -> bool:
+    e = _unparen(e)
+    return isinstance(e, (exp.Literal, exp.Null, exp.Boolean, exp.Placeholder)) or (isinstance(e, exp.Neg) and _is_value(e.this))
+
+def _ogeneric(e: Any, sc: _OScope) -> Any:
+    "A comparable form of an expression the official structure has no place for (CAST, CASE, functions, ...)."
+    if e is None or isinstance(e, (bool, int, float)): return e
+    if isinstance(e, str): return e.lower()
+    if isinstance(e, list): return tuple(_ogeneric(x, sc) for x in e)
+    if isinstance(e, exp.DataType): return ("type", e.sql(dialect="sqlite").lower())
+    if not isinstance(e, exp.Expression): return str(e).lower()
+    e = _unparen(e)
+    if isinstance(e, exp.Alias): return _ogeneric(e.this, sc)
+    if isinstance(e, (exp.Column, exp.Star)): return ("col", sc.col(e))
+    if _is_value(e): return VALUE
+    if isinstance(e, (exp.Select, exp.SetOperation, exp.Subquery)): return ("sql", _osql(e, sc))
+    return (e.key, tuple((k, _ogeneric(v, sc)) for k, v in sorted(e.args.items()) if v is not None and v is not False and v != []))
+
+def _ocol_unit(e: Any, sc: _OScope) -> tuple | None:
+    "(agg, 'table.column', distinct) for a column or an aggregate of one column; else None."
+    e = _unparen(e)
+    if isinstance(e, (exp.Column, exp.Star)): return ("none", sc.col(e), False)
+    if type(e) in _AGGREGATES:
+        inner, distinct = _unparen(e.this), False
+        if isinstance(inner, exp.Distinct) and len(inner.expressions) == 1:
+            inner, distinct = _unparen(inner.expressions[0]), True
+        if isinstance(inner, (exp.Column, exp.Star)): return (_AGGREGATES[type(e)], sc.col(inner), distinct)
+    return None
+
+def _oval_unit(e: Any, sc: _OScope) -> tuple:
+    "(unit_op, col_unit, col_unit | None); ('expr', generic, None) for anything else."
+    e = _unparen(e)
+    if isinstance(e, exp.Alias): e = _unparen(e.this)
+    if isinstance(e, exp.Column) and not e.table and e.name.lower() in sc.outputs and sc.col(e).startswith("?."):
+        return sc.outputs[e.name.lower()]   # ORDER BY an output alias
+    if (cu := _ocol_unit(e, sc)) is not None: return ("none", cu, None)
+    if type(e) in _UNIT_OPS:
+        a, b = _ocol_unit(e.this, sc), _ocol_unit(e.expression, sc)
+        if a is not None and b is not None: return (_UNIT_OPS[type(e)], a, b)
+    return ("expr", _ogeneric(e, sc), None)
+
+def _ovalue(e: Any, sc: _OScope) -> Any:
+    "A condition's right side: a nested query (dict), a literal (official form), a col_unit, or a generic form."
+    e = _unparen(e)
+    if isinstance(e, (exp.Subquery, exp.Select, exp.SetOperation)): return _osql(e, sc)
+    if isinstance(e, exp.Literal):
+        if e.is_string: return '"' + e.this + '"'
+        try: return float(e.this)
+        except ValueError: return e.this
+    if isinstance(e, exp.Neg) and isinstance(_unparen(e.this), exp.Literal) and not _unparen(e.this).is_string:
+        return -float(_unparen(e.this).this)
+    if (cu := _ocol_unit(e, sc)) is not None: return cu
+    return ("expr", _ogeneric(e, sc), None)
+
+def _ocond(e: exp.Expression, sc: _OScope) -> tuple:
+    "(not_op, op, val_unit, val1, val2)."
+    not_op = False
+    while isinstance(e, exp.Not): not_op, e = not not_op, _unparen(e.this)
+    if e.args.get("negate"): not_op = not not_op   # sqlglot writes `x NOT LIKE y` as Like(negate=True)
+    op = _COND_OPS.get(type(e))
+    if op is None: return (not_op, "expr", ("expr", _ogeneric(e, sc), None), None, None)
+    if op == "exists": return (not_op, op, ("none", None, None), _ovalue(e.this, sc), None)
+    if op == "between": return (not_op, op, _oval_unit(e.this, sc), _ovalue(e.args["low"], sc), _ovalue(e.args["high"], sc))
+    if op == "in":
+        q = e.args.get("query")
+        if q is None and len(e.expressions) == 1 and isinstance(_unparen(e.expressions[0]), (exp.Subquery, exp.Select, exp.SetOperation)):
+            q = e.expressions[0]
+        val = _ovalue(q, sc) if q is not None else tuple(_ovalue(x, sc) for x in e.expressions)
+        return (not_op, op, _oval_unit(e.this, sc), val, None)
+    left, right = e.this, e.expression
+    if op in _MIRROR and _is_value(left) and not _is_value(right): left, right, op = right, left, _MIRROR[op]
+    return (not_op, op, _oval_unit(left, sc), _ovalue(right, sc), None)
+
+def _oconds_flat(e: exp.Expression | None, sc: _OScope) -> list:
+    if e is None or (isinstance(e, exp.Boolean) and e.this is True): return []   # (sqlglot writes `JOIN t` as ON TRUE)
+    e = _unparen(e)
+    if isinstance(e, (exp.And, exp.Or)): return _oconds_flat(e.this, sc) + [e.key] + _oconds_flat(e.expression, sc)
+    return [_ocond(e, sc)]
+
+def _oconds(e: exp.Expression | None, sc: _OScope) -> list:
+    "A WHERE/HAVING/ON tree as the official flat list [cond, 'and'/'or', cond, ...], in text order."
+    out, swallowing = [], False
+    for x in _oconds_flat(e, sc):
+        # the official parser reads a column on the right of a condition up to the next `and`, `,`, `)`, clause or
+        # join keyword, so `a = T2.b OR c = 1 AND d = 2` loses `OR c = 1`: the same here
+        if isinstance(x, str):
+            if x == "and": swallowing = False
+            if not swallowing: out.append(x)
+        elif not swallowing:
+            out.append(x)
+            swallowing = x[1] != "between" and isinstance(x[3], tuple) and len(x[3]) == 3 and x[3][0] in (*_AGGREGATES.values(), "none")
+    return out
+
+def _osel_item(e: exp.Expression, sc: _OScope) -> tuple:
+    "(agg, val_unit) of one SELECT item; `count(DISTINCT x)` marks the column unit distinct."
+    e = _unparen(e.this if isinstance(e, exp.Alias) else e)
+    if type(e) in _AGGREGATES:
+        inner, distinct = e.this, False
+        if isinstance(inner, exp.Distinct) and len(inner.expressions) == 1: inner, distinct = inner.expressions[0], True
+        vu = _oval_unit(inner, sc)
+        if distinct: vu = (vu[0], (vu[1][0], vu[1][1], True), vu[2]) if vu[0] != "expr" else ("expr", ("distinct", vu[1]), None)
+        return (_AGGREGATES[type(e)], vu)
+    return ("none", _oval_unit(e, sc))
+
+def _oselect(tree: exp.Expression, outer: _OScope, order: exp.Order | None = None, limit: exp.Expression | None = None) -> dict:
+    "One SELECT (with the ORDER BY/LIMIT of an enclosing set operation, which the official parser gives its last part)."
+    tree = _unparen(tree)
+    while isinstance(tree, exp.Subquery): tree = _unparen(tree.this)
+    if isinstance(tree, exp.SetOperation): return _osql(tree, outer)
+    if not isinstance(tree, exp.Select): raise ValueError(f"not a SELECT query: {tree.key}")
+    sc = _OScope(outer.schema, outer)
+    joins = tree.args.get("joins") or []
+    units = []
+    for src in ([tree.args["from_"].this] if tree.args.get("from_") else []) + [j.this for j in joins]:
+        src = _unparen(src)
+        if isinstance(src, exp.Table):
+            t = src.name.lower()
+            sc.aliases[t] = t; sc.tables.append(t); units.append(("table_unit", t))
+            if src.alias: sc.aliases[src.alias.lower()] = t
+        else:
+            units.append(("sql", _osql(src.this if isinstance(src, exp.Subquery) else src, sc)))
+            if src.alias: sc.aliases[src.alias.lower()] = src.alias.lower()
+    kinds = sorted((_join_kind(j), u[1] if u[0] == "table_unit" else "sql") for j, u in zip(joins, units[len(units) - len(joins):])
+                   if _join_kind(j))   # LEFT, CROSS, a comma, ...: not in the official structure (its parser rejects them)
+    conds: list = []
+    for j in joins:
+        if j.args.get("on") is not None:
+            c = _oconds(j.args["on"], sc)
+            conds += (["and"] if conds else []) + c
+    select = [_osel_item(x, sc) for x in tree.expressions]
+    sc.outputs = {x.alias.lower(): _oval_unit(x.this, sc) for x in tree.expressions if isinstance(x, exp.Alias)}
+    group = [_ocol_unit(g, sc) or ("none", ("expr", _ogeneric(g, sc)), False)
+             for g in (tree.args["group"].expressions if tree.args.get("group") else [])]
+    order = tree.args.get("order") or order
+    order_by: tuple = ()
+    if order is not None and order.expressions:
+        direction, vus = "asc", []
+        for o in order.expressions:   # one direction for the clause: the last one written
+            vus.append(_oval_unit(o.this, sc))
+            if o.args.get("desc"): direction = "desc"
+            elif o.args.get("desc") is False: direction = "asc"
+        order_by = (direction, vus)
+    limit = tree.args.get("limit") or limit
+    lim = None
+    if limit is not None:
+        n = limit.args.get("expression")
+        lim = int(n.this) if isinstance(n, exp.Literal) and n.is_int else VALUE
+    return {"select": (bool(tree.args.get("distinct")), select), "from": {"table_units": units, "conds": conds, "kinds": kinds},
+            "where": _oconds(tree.args["where"].this if tree.args.get("where") else None, sc), "groupBy": group,
+            "having": _oconds(tree.args["having"].this if tree.args.get("having") else None, sc),
+            "orderBy": order_by, "limit": lim, "intersect": None, "union": None, "except": None}
+
+def _osql(tree: exp.Expression, outer: _OScope) -> dict:
+    "A query, set operations nested to the right as the official parser nests them."
+    tree = _unparen(tree)
+    while isinstance(tree, exp.Subquery): tree = _unparen(tree.this)
+    if not isinstance(tree, exp.SetOperation): return _oselect(tree, outer)
+    items, ops, node = [], [], tree
+    while isinstance(node, exp.SetOperation):   # A op1 B op2 C (sqlglot: ((A op1 B) op2 C))
+        items.insert(0, node.expression); ops.insert(0, node.key); node = node.this
+    items.insert(0, node)
+    last = _oselect(items[-1], outer, tree.args.get("order"), tree.args.get("limit"))
+    for item, op in zip(reversed(items[:-1]), reversed(ops)):
+        cur = _oselect(item, outer); cur[op] = last; last = cur
+    return last
+
+def _parse(sql: str, cols: dict[str, set[str]] | None) -> exp.Expression:
+    sql = sql.strip().rstrip(";")
+    if not sql: raise SQLParseError("syntax", "empty query")
+    return sqlglot.parse_one(_quoted_strings_to_literals(sql, cols), read="sqlite")
+
+def _official_sql(sql: str, schema: Any) -> dict:
     cols = _schema_columns(schema)
-    tree = sqlglot.parse_one(_quoted_strings_to_literals(sql.strip().rstrip(";"), cols), read="sqlite")
-    return _parts(tree, schema=schema)
+    tree = _parse(sql, cols)
+    text = _quoted_strings_to_literals(sql.strip().rstrip(";"), cols)
+    toks = sqlglot.tokenize(text, read="sqlite")
+    tables = set(cols) if cols is not None else {t.name.lower() for t in tree.find_all(exp.Table)}
+    aliases = {toks[i + 1].text.lower(): toks[i - 1].text.lower() for i in range(1, len(toks) - 1)
+               if toks[i].token_type == sqlglot.TokenType.ALIAS}
+    aliases = {a: t for a, t in aliases.items() if t in tables and a not in tables}
+    return _osql(tree, _OScope(cols, query_aliases=aliases))
 
-def exact_set_diff(pred: str, gold: str, schema: Any = None) -> list[str]:
-    "The components in which `pred` and `gold` differ ([] when they match); parse failures are named."
-    try: g = sql_parts(gold, schema)
-    except Exception as e:  # any parser failure (incl. recursion on deep nesting) is a non-match
-        return [f"gold does not parse: {str(e).splitlines()[0][:200]}"]
-    try: p = sql_parts(pred, schema)
-    except Exception as e:  # any parser failure (incl. recursion on deep nesting) is a non-match
-        return [f"prediction does not parse: {str(e).splitlines()[0][:200]}"]
-    return [f.name for f in fields(SQLParts) if getattr(p, f.name) != getattr(g, f.name)]
+def official_sql(sql: str, schema: Any = None) -> dict:
+    "Our parse of `sql` in the structure of the official `process_sql.get_sql` (columns as 'table.column', values kept)."
+    return _reduce(_official_sql, sql, schema)
 
-def exact_set_match(pred: str, gold: str, schema: Any = None) -> bool:
-    "SPIDER exact set match without values: every component of `pred` equals gold's."
-    return not exact_set_diff(pred, gold, schema)
+# %% ../../nbs/13a_spider_eval.ipynb #97b721b9
+_FK_CACHE: dict[int, tuple] = {}
+
+def foreign_key_map(schema: Any) -> dict[str, str]:
+    "'table.column' -> the first column (in tables.json order) of its foreign-key group, as the official script builds it."
+    if schema is None or not getattr(schema, "foreign_keys", None): return {}
+    if id(schema) in _FK_CACHE and _FK_CACHE[id(schema)][0] is schema: return _FK_CACHE[id(schema)][1]
+    cols = ["*"] + [f"{t}.{c}".lower() for t, cs in schema.tables.items() for c in cs]
+    index: dict[str, int] = {}
+    for i, c in enumerate(cols): index.setdefault(c, i)
+    groups: list[set[int]] = []
+    for t, c, rt, rc in schema.foreign_keys:
+        a, b = index[f"{t}.{c}".lower()], index[f"{rt}.{rc}".lower()]
+        g = next((g for g in groups if a in g or b in g), None)   # the first group holding either (groups are not merged)
+        if g is None: g = set(); groups.append(g)
+        g |= {a, b}
+    out = {}
+    for g in groups:
+        for i in sorted(g): out[cols[i]] = cols[min(g)]
+    _FK_CACHE[id(schema)] = (schema, out)
+    return out
+
+def _drop_values(sql: dict | None) -> dict | None:
+    "Conditions keep a nested query on their right side and lose any other value or column (official `rebuild_sql_val`)."
+    if sql is None: return None
+    conds = lambda cs: [c if isinstance(c, str) else
+                        (c[0], c[1], c[2], *(_drop_values(v) if isinstance(v, dict) else None for v in c[3:])) for c in cs]
+    out = dict(sql, **{"from": dict(sql["from"], conds=conds(sql["from"]["conds"])),
+                       "where": conds(sql["where"]), "having": conds(sql["having"])})
+    for op in _SET_OPS: out[op] = _drop_values(sql[op])
+    return out
+
+def _map_columns(sql: dict | None, valid: set[str], kmap: dict[str, str]) -> dict | None:
+    "Foreign-key columns of the outer FROM tables unified, DISTINCT dropped (official `rebuild_sql_col`)."
+    if sql is None: return None
+    cu = lambda c: None if c is None else (c[0], kmap[c[1]] if isinstance(c[1], str) and c[1] in kmap and c[1] in valid else c[1], None)
+    vu = lambda v: v if v is None or v[0] == "expr" else (v[0], cu(v[1]), cu(v[2]))
+    conds = lambda cs: [c if isinstance(c, str) else (c[0], c[1], vu(c[2]), c[3], c[4]) for c in cs]
+    out = dict(sql, **{"select": (None, [(a, vu(v)) for a, v in sql["select"][1]]),
+                       "from": dict(sql["from"], conds=conds(sql["from"]["conds"])),
+                       "where": conds(sql["where"]), "having": conds(sql["having"]),
+                       "groupBy": [cu(c) for c in sql["groupBy"]],
+                       "orderBy": (sql["orderBy"][0], [vu(v) for v in sql["orderBy"][1]]) if sql["orderBy"] else sql["orderBy"]})
+    for op in _SET_OPS: out[op] = _map_columns(sql[op], valid, kmap)
+    return out
+
+def official_rebuild(sql: dict, schema: Any = None) -> dict:
+    "An `official_sql` structure as the official script compares it: values dropped, then columns rebuilt."
+    sql = _drop_values(sql)
+    cols = _schema_columns(schema) or {}
+    valid = {f"{t}.{c}" for kind, t in sql["from"]["table_units"] if kind == "table_unit" for c in cols.get(t, ())}
+    return _map_columns(sql, valid, foreign_key_map(schema))
+
+def _same_multiset(a: list, b: list) -> bool:
+    "Equal as multisets, by == (the items may hold dicts)."
+    if len(a) != len(b): return False
+    rest = list(b)
+    for x in a:
+        i = next((i for i, y in enumerate(rest) if x == y), None)
+        if i is None: return False
+        del rest[i]
+    return True
+
+def _official_keywords(sql: dict) -> set[str]:
+    kw = {k for k, part in (("where", "where"), ("group", "groupBy"), ("having", "having")) if sql[part]}
+    if sql["orderBy"]: kw |= {"order", sql["orderBy"][0]}
+    if sql["limit"] is not None: kw.add("limit")
+    kw |= {op for op in _SET_OPS if sql[op] is not None}
+    parts = (sql["from"]["conds"], sql["where"], sql["having"])
+    if any("or" in p[1::2] for p in parts): kw.add("or")
+    units = [u for p in parts for u in p[::2]]
+    if any(u[0] for u in units): kw.add("not")
+    kw |= {op for op in ("in", "like") if any(u[1] == op for u in units)}
+    return kw
+
+def official_diff(pred: dict, gold: dict) -> list[str]:
+    "The official components in which two rebuilt structures differ ([] = exact match)."
+    out = []
+    if not _same_multiset(pred["select"][1], gold["select"][1]): out.append("select")
+    if not _same_multiset(pred["where"][::2], gold["where"][::2]): out.append("where")
+    name = lambda c: c.split(".", 1)[1] if isinstance(c, str) and "." in c else c
+    if not _same_multiset([name(c[1]) for c in pred["groupBy"]], [name(c[1]) for c in gold["groupBy"]]):
+        out.append("group(no Having)")
+    if (pred["groupBy"] or gold["groupBy"]) and not (pred["groupBy"] and gold["groupBy"] and pred["having"] == gold["having"]
+                                                     and [c[1] for c in pred["groupBy"]] == [c[1] for c in gold["groupBy"]]):
+        out.append("group")
+    if not (pred["orderBy"] == gold["orderBy"] and (pred["limit"] is None) == (gold["limit"] is None) if gold["orderBy"]
+            else not pred["orderBy"]):
+        out.append("order")
+    if set(pred["where"][1::2]) != set(gold["where"][1::2]): out.append("and/or")
+    if any((pred[op] is None) != (gold[op] is None) or (gold[op] is not None and official_diff(pred[op], gold[op]))
+           for op in _SET_OPS):
+        out.append("IUEN")
+    if _official_keywords(pred) != _official_keywords(gold): out.append("keywords")
+    if ((gold["from"]["table_units"] and not _same_multiset(pred["from"]["table_units"], gold["from"]["table_units"]))
+            or pred["from"].get("kinds", []) != gold["from"].get("kinds", [])):
+        out.append("table_units")
+    return out
+
+# %% ../../nbs/13a_spider_eval.ipynb #402fd3ce
+_J_AGG = ("none", "max", "min", "count", "sum", "avg")
+_J_UNIT = ("none", "-", "+", "*", "/")
+_J_WHERE = ("not", "between", "=", ">", "<", ">=", "<=", "!=", "in", "like", "is", "exists")
+
+def spider_json_sql(sql: dict, schema: Any) -> dict:
+    "A `sql` record of Spider's JSON files (the official parser's output, integer ids) in the structure of `official_sql`."
+    cols = ["*"] + [f"{t}.{c}".lower() for t, cs in schema.tables.items() for c in cs]
+    tabs = [t.lower() for t in schema.tables]
+    cu = lambda c: None if c is None else (_J_AGG[c[0]], cols[c[1]], bool(c[2]))
+    vu = lambda v: None if v is None else (_J_UNIT[v[0]], cu(v[1]), cu(v[2]))
+    val = lambda v: conv(v) if isinstance(v, dict) else cu(v) if isinstance(v, list) else v
+    conds = lambda cs: [c if isinstance(c, str) else (bool(c[0]), _J_WHERE[c[1]], vu(c[2]), val(c[3]), val(c[4])) for c in cs]
+    def conv(s: dict | None) -> dict | None:
+        if s is None: return None
+        units = [("table_unit", tabs[u[1]]) if u[0] == "table_unit" else ("sql", conv(u[1])) for u in s["from"]["table_units"]]
+        return {"select": (bool(s["select"][0]), [(_J_AGG[a], vu(v)) for a, v in s["select"][1]]),
+                "from": {"table_units": units, "conds": conds(s["from"]["conds"]), "kinds": []},
+                "where": conds(s["where"]), "groupBy": [cu(c) for c in s["groupBy"]], "having": conds(s["having"]),
+                "orderBy": (s["orderBy"][0], [vu(v) for v in s["orderBy"][1]]) if s["orderBy"] else (),
+                "limit": s["limit"], **{op: conv(s[op]) for op in _SET_OPS}}
+    return conv(sql)
+
+# %% ../../nbs/13a_spider_eval.ipynb #4595ba98
+def _sqlite_check(pred: str, schema: Any, db: str | Path | None) -> str | None:
+    if db is None and getattr(schema, "db_id", None):
+        try: db = db_path(schema.db_id)
+        except Exception: db = None   # no data folder: check against the schema alone
+    if db is None and schema is None: return None
+    err = prepare_error(pred, db, schema)
+    return None if err is None else f"prediction does not run in SQLite {str(err).splitlines()[0][:200]}"
+
+def exact_set_diff(pred: str, gold: str, schema: Any = None, mode: str = "official", db: str | Path | None = None) -> list[str]:
+    "The components in which `pred` and `gold` differ in `mode` ([] when they match); failures are named with their kind."
+    if mode not in MODES: raise ValueError(f"mode={mode!r}: not one of {MODES}")
+    reduce = sql_parts if mode == "strict" else _official_sql
+    try: g = _reduce(reduce, gold, schema)
+    except SQLParseError as e: return [f"gold does not parse {e}"]
+    try: p = _reduce(reduce, pred, schema)
+    except SQLParseError as e: return [f"prediction does not parse {e}"]
+    if mode == "strict": diff = [f.name for f in fields(SQLParts) if getattr(p, f.name) != getattr(g, f.name)]
+    else: diff = official_diff(official_rebuild(p, schema), official_rebuild(g, schema))
+    if not diff and (why := _sqlite_check(pred, schema, db)): return [why]
+    return diff
+
+def exact_set_match(pred: str, gold: str, schema: Any = None, mode: str = "official", db: str | Path | None = None) -> bool:
+    "SPIDER exact set match without values, in `mode` ('official' or 'strict'); a prediction SQLite rejects never matches."
+    return not exact_set_diff(pred, gold, schema, mode, db)
+
+
 
 # %% ../../nbs/13a_spider_eval.ipynb #0d48f012
-def sql_components(sql: str) -> dict[str, int]:
-    "Counts of the SQL components that SPIDER's hardness rule uses."
-    tree = sqlglot.parse_one(sql.strip().rstrip(";"), read="sqlite")
-    top = tree
-    while isinstance(top, exp.SetOperation): top = top.this
-    selects = list(tree.find_all(exp.Select))
-    conds = [c for c in (top.args["where"].this.flatten() if top.args.get("where") else [])] if top.args.get("where") else []
-    n_aggs = sum(1 for x in top.expressions for _ in x.find_all(*_AGGREGATES))
-    return {"where": int(bool(top.args.get("where"))), "group": int(bool(top.args.get("group"))),
-            "order": int(bool(tree.args.get("order") or top.args.get("order"))),
-            "limit": int(bool(tree.args.get("limit") or top.args.get("limit"))),
-            "join": len(top.args.get("joins") or []), "or": sum(1 for _ in tree.find_all(exp.Or)),
-            "like": sum(1 for _ in tree.find_all(exp.Like)), "set_op": sum(1 for _ in tree.find_all(exp.SetOperation)),
-            "nested": len(selects) - 1 - sum(1 for _ in tree.find_all(exp.SetOperation)),
-            "aggregates": n_aggs, "select_columns": len(top.expressions),
-            "where_conditions": len(list(top.args["where"].find_all(exp.Predicate))) if top.args.get("where") else 0,
-            "group_columns": len(top.args["group"].expressions) if top.args.get("group") else 0}
+def _has_agg(unit: Any) -> bool:
+    "The official `has_agg`: the first field of the item is not 'none' (for a condition: its `not` flag; a connective counts)."
+    return unit[0] not in ("none", False)
 
-def hardness(sql: str) -> str:
-    "SPIDER's difficulty level of a query: easy, medium, hard or extra."
-    c = sql_components(sql)
+def sql_components(sql: str, schema: Any = None) -> dict[str, int]:
+    "Counts of the SQL components that SPIDER's hardness rule uses, on the official structure of `sql`."
+    return structure_components(official_sql(sql, schema))
+
+def structure_components(s: dict) -> dict[str, int]:
+    "`sql_components` of an official structure (ours from `official_sql`, or Spider's own via `spider_json_sql`)."
+    parts = (s["from"]["conds"], s["where"], s["having"])
+    units = [u for p in parts for u in p[::2]]
+    n_agg = (sum(map(_has_agg, s["select"][1])) + sum(map(_has_agg, s["where"][::2])) + sum(map(_has_agg, s["groupBy"]))
+             + sum(_has_agg(c) for v in (s["orderBy"][1] if s["orderBy"] else []) if v[0] != "expr" for c in v[1:] if c)
+             + sum(map(_has_agg, s["having"])))
+    return {"where": int(bool(s["where"])), "group": int(bool(s["groupBy"])), "order": int(bool(s["orderBy"])),
+            "limit": int(s["limit"] is not None), "join": max(len(s["from"]["table_units"]) - 1, 0),
+            "or": sum(p[1::2].count("or") for p in parts), "like": sum(u[1] == "like" for u in units),
+            "set_op": sum(s[op] is not None for op in _SET_OPS),
+            "nested": sum(isinstance(v, dict) for u in units for v in u[3:]),
+            "aggregates": n_agg, "select_columns": len(s["select"][1]), "where_conditions": len(s["where"][::2]),
+            "group_columns": len(s["groupBy"])}
+
+def hardness_of_components(c: dict[str, int]) -> str:
+    "SPIDER's level from the counts of `sql_components` (the official `eval_hardness` rule)."
     c1 = c["where"] + c["group"] + c["order"] + c["limit"] + c["join"] + c["or"] + c["like"]
     c2 = c["set_op"] + c["nested"]
     others = sum(c[k] > 1 for k in ("aggregates", "select_columns", "where_conditions", "group_columns"))
@@ -349,10 +830,16 @@ def hardness(sql: str) -> str:
             or (c1 <= 1 and others == 0 and c2 <= 1)): return "hard"
     return "extra"
 
+def hardness(sql: str, schema: Any = None) -> str:
+    "SPIDER's difficulty level of a query: easy, medium, hard or extra."
+    return hardness_of_components(sql_components(sql, schema))
+
 # %% ../../nbs/13a_spider_eval.ipynb #ca6aa612
 def evaluate(preds: list[str], examples: Iterable[dict], root: str | Path | None = None,
-             timeout_s: float = 2.0, max_rows: int = 10_000, details: bool = False) -> dict:
-    "Exact set match and execution accuracy of `preds` against `examples` (db_id, query)."
+             timeout_s: float = 2.0, max_rows: int = 10_000, details: bool = False,
+             mode: str = "official", keep_distinct: bool = True) -> dict:
+    "Exact set match (in `mode`) and execution accuracy (`keep_distinct` as the official flag) of `preds` against `examples`."
+    if mode not in MODES: raise ValueError(f"mode={mode!r}: not one of {MODES}")
     schemas = load_schemas(root)
     examples = list(examples)
     if len(preds) != len(examples):
@@ -361,27 +848,29 @@ def evaluate(preds: list[str], examples: Iterable[dict], root: str | Path | None
     pred_errors, gold_errors, per_example = Counter(), Counter(), []
     t0 = time.perf_counter()
     for pred, ex in zip(preds, examples):
-        diff = exact_set_diff(pred or "", ex["query"], schemas.get(ex["db_id"]))
+        path = db_path(ex["db_id"], root)
+        diff = exact_set_diff(pred or "", ex["query"], schemas.get(ex["db_id"]), mode, path)
         rec = {"db_id": ex["db_id"], "exact_set_match": not diff, "diff": diff, "execution_match": None, "error": None}
         n_em += not diff
-        path = db_path(ex["db_id"], root)
+        p_sql, g_sql = (pred or "", ex["query"]) if keep_distinct else (remove_distinct(pred or ""), remove_distinct(ex["query"]))
         if path is None:
             skipped += 1
         else:
             try:
-                gold_rows = execute(path, ex["query"], timeout_s, max_rows)
+                gold_rows = execute(path, g_sql, timeout_s, max_rows)
             except SQLExecutionError as e:
                 gold_errors[e.kind] += 1; rec["error"] = f"gold: {e}"
             else:
                 n_exec += 1
                 try:
-                    ok = results_match(execute(path, pred or "", timeout_s, max_rows), gold_rows, has_top_level_order(ex["query"]))
+                    ok = results_match(execute(path, p_sql, timeout_s, max_rows), gold_rows, has_top_level_order(ex["query"]))
                 except SQLExecutionError as e:
                     ok = False; pred_errors[e.kind] += 1; rec["error"] = f"pred: {e}"
                 rec["execution_match"] = ok; n_exec_ok += ok
         per_example.append(rec)
     n = len(examples)
-    out = {"n": n, "exact_set_match": n_em / n if n else 0.0, "n_exact_set_match": n_em,
+    out = {"n": n, "exact_set_match_mode": mode, "keep_distinct": keep_distinct,
+           "exact_set_match": n_em / n if n else 0.0, "n_exact_set_match": n_em,
            "execution_accuracy": n_exec_ok / n_exec if n_exec else 0.0, "n_executed": n_exec,
            "n_execution_match": n_exec_ok, "skipped_missing_db": skipped,
            "gold_errors": dict(gold_errors), "pred_errors": dict(pred_errors),
