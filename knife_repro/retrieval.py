@@ -190,7 +190,7 @@ def load_corpus(name: str | Path) -> list[dict]:
 def evidence_recall(hits: Sequence[Sequence[str]], gold: Sequence[Sequence[str]]) -> dict:
     "Recall of annotated evidence: the mean share of each question's gold passage ids among its retrieved ids, and how often any one is found."
     pairs = [(set(h), set(g)) for h, g in zip(hits, gold, strict=True) if g]
-    if not pairs: return {"recall": float("nan"), "any": float("nan"), "n": 0}
+    if not pairs: return {"recall": None, "any": None, "n": 0}
     return {"recall": float(np.mean([len(h & g) / len(g) for h, g in pairs])),
             "any": float(np.mean([bool(h & g) for h, g in pairs])), "n": len(pairs)}
 

@@ -127,6 +127,6 @@ def test_evidence_recall_by_hand():
     hits = [["a", "b", "c"], ["x"], ["d"], ["q"]]
     gold = [["a", "z"], ["y", "w"], [], ["q"]]          # by hand: 1/2, 0/2, (no gold: left out), 1/1
     assert evidence_recall(hits, gold) == {"recall": (0.5 + 0 + 1) / 3, "any": 2 / 3, "n": 3}
-    assert evidence_recall([["a"]], [[]])["n"] == 0
+    assert evidence_recall([["a"]], [[]]) == {"recall": None, "any": None, "n": 0}
     with pytest.raises(ValueError):
         evidence_recall([["a"]], [["a"], ["b"]])
