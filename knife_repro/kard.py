@@ -26,13 +26,13 @@ from .reranker import LOSS_TYPES
 # %% auto #0
 __all__ = ['METHODS', 'KNOWLEDGE_METHODS', 'DOMAINS', 'RATIONALE_SOURCES', 'KARD_PRESETS', 'CONFIG', 'FLAG_DEFAULTS',
            'question_text', 'prompt_parts', 'encode_input', 'target_text', 'encode_target', 'parse_letter', 'vote',
-           'fact_rationale', 'pick_rationales', 'training_examples', 'encode_rows', 'test_passages', 'predict',
-           'score_after', 'KardConfig', 'knowledge_base', 'cache_dir', 'passage_recall', 'run', 'reranker_pairs',
-           'kard_faithfulness']
+           'fact_rationale', 'pick_rationales', 'training_examples', 'encode_rows', 'gold_ids', 'test_passages',
+           'predict', 'score_after', 'KardConfig', 'knowledge_base', 'cache_dir', 'passage_recall', 'run',
+           'reranker_pairs', 'kard_faithfulness']
 
 # %% ../nbs/21_kard.ipynb #6071ff8d
-METHODS = ("kard_ft", "kard_rd", "kard_bm25", "kard_rerank")
-KNOWLEDGE_METHODS = ("kard_bm25", "kard_rerank")
+METHODS = ("kard_ft", "kard_rd", "kard_bm25", "kard_rerank", "kard_oracle")
+KNOWLEDGE_METHODS = ("kard_bm25", "kard_rerank", "kard_oracle")
 DOMAINS = {"medqa": "medical", "openbookqa": "commonsense", "strategyqa": ""}
 
 def question_text(ex: dict) -> str:
@@ -157,10 +157,20 @@ def encode_rows(tok, rows: Sequence[dict], method: str, dataset: str, max_source
             for r in rows]
 
 # %% ../nbs/21_kard.ipynb #44b9f03c
+def gold_ids(examples: Sequence[dict], index) -> list[list[str]]:
+    "Each question's gold passage ids: StrategyQA's annotated evidence, else the passages that are its human fact (OBQA's fact1)."
+    by_text: dict[str, list[str]] = {}
+    for i, t in zip(index.ids, index.texts): by_text.setdefault(_norm(t), []).append(i)
+    return [list(e["evidence_ids"]) if e.get("evidence_ids") else by_text.get(_norm(e.get("rationale") or ""), [])
+            for e in examples]
+
 def test_passages(examples: Sequence[dict], method: str, index, k: int = 1, kappa: int = 100,
                   reranker=None) -> list[list[str]]:
-    "The k passages each test question gets: BM25 top-k, or the reranker's top-k of BM25's top-kappa."
+    "The k passages each test question gets: BM25 top-k, the reranker's top-k of BM25's top-kappa, or the gold ones (oracle)."
     if method not in KNOWLEDGE_METHODS: return [[] for _ in examples]
+    if method == "kard_oracle":
+        pos = {i: n for n, i in enumerate(index.ids)}
+        return [[index.texts[pos[i]] for i in g if i in pos] for g in gold_ids(examples, index)]
     qs = [question_text(e) for e in examples]
     hits = index.search(qs, k=max(k, kappa) if method == "kard_rerank" else k, progress=False)
     if method == "kard_bm25": return [[index.texts[i] for i, _ in h] for h in hits]
@@ -275,11 +285,8 @@ def cache_dir(cfg: RunConfig) -> Path:
 def passage_recall(examples: Sequence[dict], passages: Sequence[Sequence[str]], index) -> dict:
     "`retrieval.evidence_recall` of the passages (texts) each question got, against its gold passages: StrategyQA's annotated evidence, else the passages that are its human fact (OBQA's fact1)."
     from knife_repro.retrieval import evidence_recall
-    ids, by_text = {}, {}
-    for i, t in zip(index.ids, index.texts): ids[t] = i; by_text.setdefault(_norm(t), []).append(i)
-    gold = [list(e["evidence_ids"]) if e.get("evidence_ids") else by_text.get(_norm(e.get("rationale") or ""), [])
-            for e in examples]
-    return evidence_recall([[ids[p] for p in ps if p in ids] for ps in passages], gold)
+    ids = dict(zip(index.texts, index.ids))
+    return evidence_recall([[ids[p] for p in ps if p in ids] for ps in passages], gold_ids(examples, index))
 
 def _load(cfg: RunConfig):
     from knife_repro.data import load as load_data
@@ -318,7 +325,7 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
         raise ValueError(f"max_source_len + max_target_len = {cfg.max_source_len + cfg.max_target_len} > {n_pos} "
                          f"positions of the causal student {cfg.model!r}: prompt and target share one sequence")
     n_tr, n_ev = caps(cfg)
-    _, rep = eval_splits(dd)
+    _, rep = eval_splits(dd, cfg.report_split)      # report_split=validation: settings chosen without the test split
     tr = list(subsample(dd["train"], n_tr, cfg.train_fraction, cfg.seed))
     test = list(subsample(dd[rep], n_ev, 1.0, cfg.seed))
     index = corpus_index(kb, cache / "indexes", progress=False) if cfg.method in KNOWLEDGE_METHODS else None

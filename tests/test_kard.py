@@ -383,3 +383,20 @@ def test_passage_recall_against_evidence_and_gold_fact():
     assert kard.passage_recall(sqa, [[BOOK[0], BOOK[1]], [BOOK[2]]], ix) == {"recall": 0.5, "any": 1.0, "n": 1}
     assert kard.passage_recall([OBQA_EX], [[BOOK[1]]], ix) == {"recall": 0.0, "any": 0.0, "n": 1}
     assert kard.passage_recall([OBQA_EX], [[BOOK[1], BOOK[0]]], ix) == {"recall": 1.0, "any": 1.0, "n": 1}
+
+
+def test_oracle_gets_the_gold_passages_and_trains_as_bm25():
+    ix = BM25Index.build(BOOK, ids=["b0", "b1", "b2"], progress=False)
+    sqa = [{**EX, "evidence_ids": ["b2", "b0", "missing"]}, {**EX, "id": "q2", "evidence_ids": []}]
+    assert kard.test_passages(sqa, "kard_oracle", ix) == [[BOOK[2], BOOK[0]], []]   # all gold, in evidence order
+    assert kard.test_passages([OBQA_EX], "kard_oracle", ix) == [[BOOK[0]]]            # OBQA: its own fact1
+    rats = {"o1": ["Stars are balls of gas."]}
+    assert kard.training_examples([OBQA_EX], rats, "kard_oracle", "openbookqa", ix) == \
+        kard.training_examples([OBQA_EX], rats, "kard_bm25", "openbookqa", ix)
+
+
+def test_selection_runs_report_the_validation_split(tmp_path):
+    "sweeps/kard_select.yaml chooses k, rationales and lengths with report_split=validation: no test question is scored."
+    rec = kard.run(_smoke_cfg(tmp_path, "tiny-gpt2", report_split="validation"))
+    assert rec["info"]["test_split"] == "validation" and rec["config"]["report_split"] == "validation"
+    assert rec["info"]["evidence_recall"]["n"] == 0          # the toy corpus has no gold passages: left out, not 0
