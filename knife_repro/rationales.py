@@ -304,9 +304,7 @@ def verifier_input(ex: dict, rationale: str) -> str:
 
 def verifier_ids(tok, text: str, max_len: int = 512, causal: bool = False) -> list[int]:
     "Token ids of a verifier input, cut from the left to `max_len` so that the closing answer cue survives."
-    from knife_repro.qa import causal_prompt_ids
-    ids = causal_prompt_ids(tok, text, 10**9) if causal else tok(text).input_ids
-    return ids[-max_len:]
+    return tok(text).input_ids[-max_len:]     # causal too: the letter is scored right after the cue, no separator
 
 def filter_rationales(examples: Sequence[dict], rationales: dict[str, list[str]], verifier: Any,
                       answer_as: str = "letter", batch_size: int = 32, max_len: int = 512) -> dict[str, list[str]]:

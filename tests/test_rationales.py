@@ -213,3 +213,27 @@ def test_verifier_cuts_long_inputs_from_the_left_keeping_the_cue():
     s = score_choices(m, tok, [verifier_ids(tok, verifier_input(ex, r), 64) for r in rats[ex["id"]]], [["A", "B"]] * 2,
                       eos=False)
     assert kept[ex["id"]] == [r for r, sc in zip(rats[ex["id"]], s) if max((0, 1), key=sc.__getitem__) == ex["answer"]]
+
+
+def test_causal_verifier_scores_the_letter_right_after_the_cue(monkeypatch):
+    "A decoder-only verifier reads '... So, the answer is' and scores ' A' / ' B' next, as the seq2seq one scores 'A'."
+    import torch
+    from knife_repro import qa
+    from knife_repro.models import load_causal
+    m, tok = load_causal("tiny-gpt2", seed=0)
+    ex = EXS[1]
+    text = verifier_input(ex, "One is odd.")
+    seen, real = {}, qa.score_choices
+    def spy(model, tok_, inputs, *a, **kw):
+        seen["inputs"] = inputs; return real(model, tok_, inputs, *a, **kw)
+    monkeypatch.setattr(qa, "score_choices", spy)
+    filter_rationales([ex], {ex["id"]: ["One is odd."]}, (m, tok))
+    assert seen["inputs"] == [tok(text).input_ids]           # the cue is the prompt's end: no '\nAnswer:' after it
+    monkeypatch.undo()
+    kept = filter_rationales([ex], {ex["id"]: ["One is odd."]}, (m, tok))
+    ids = tok(text).input_ids
+    with torch.no_grad():                                   # by hand: log p(" A"), log p(" B") after the cue
+        lp = torch.log_softmax(m(torch.tensor([ids])).logits[0, -1], -1)
+    a, b = (lp[tok(" " + c, add_special_tokens=False).input_ids[0]].item() for c in "AB")
+    assert len(tok(" A", add_special_tokens=False).input_ids) == 1
+    assert kept[ex["id"]] == (["One is odd."] if (b > a) == (ex["answer"] == 1) else [])
