@@ -17,7 +17,7 @@ from .qa import (caps, causal_target_ids, eval_splits, generate, is_causal, lm_l
                             subsample)
 from dataclasses import dataclass, field
 
-from .core import (CPU_BUDGET, ConfigError, MethodConfig, RunConfig, find_run, seed_everything, timed,
+from .core import (CACHE_DIR, CPU_BUDGET, ConfigError, MethodConfig, RunConfig, find_run, seed_everything, timed,
                               write_run_record)
 from .metrics import accuracy
 from .rationales import LETTERS
@@ -26,12 +26,13 @@ from .reranker import LOSS_TYPES
 # %% auto #0
 __all__ = ['METHODS', 'KNOWLEDGE_METHODS', 'DOMAINS', 'RATIONALE_SOURCES', 'KARD_PRESETS', 'CONFIG', 'FLAG_DEFAULTS',
            'question_text', 'prompt_parts', 'encode_input', 'target_text', 'encode_target', 'parse_letter', 'vote',
-           'pick_rationales', 'training_examples', 'encode_rows', 'test_passages', 'predict', 'score_after',
-           'KardConfig', 'knowledge_base', 'run', 'kard_faithfulness']
+           'fact_rationale', 'pick_rationales', 'training_examples', 'encode_rows', 'gold_ids', 'test_passages',
+           'predict', 'score_after', 'KardConfig', 'knowledge_base', 'cache_dir', 'passage_recall', 'run',
+           'reranker_pairs', 'kard_faithfulness']
 
 # %% ../nbs/21_kard.ipynb #6071ff8d
-METHODS = ("kard_ft", "kard_rd", "kard_bm25", "kard_rerank")
-KNOWLEDGE_METHODS = ("kard_bm25", "kard_rerank")
+METHODS = ("kard_ft", "kard_rd", "kard_bm25", "kard_rerank", "kard_oracle")
+KNOWLEDGE_METHODS = ("kard_bm25", "kard_rerank", "kard_oracle")
 DOMAINS = {"medqa": "medical", "openbookqa": "commonsense", "strategyqa": ""}
 
 def question_text(ex: dict) -> str:
@@ -98,25 +99,39 @@ def vote(texts: Sequence[str], n_choices: int) -> int | None:
     return next(l for l in letters if c[l] == best)
 
 # %% ../nbs/21_kard.ipynb #95b452c0
+def fact_rationale(ex: dict) -> str:
+    "The human fact (`rationale`, OBQA's fact1) turned into a rationale that ends in the gold answer."
+    fact = ex["rationale"].strip().rstrip(".")
+    return f"{fact[:1].upper() + fact[1:]}. So, the answer is {ex['choices'][ex['answer']]}."
+
 def pick_rationales(examples: Sequence[dict], source: str, cache_dir: Path, n: int, teacher: str = "tiny-gpt2",
-                    dataset: str = "strategyqa", seed: int = 0) -> tuple[dict[str, list[str]], str]:
-    "{id: rationales} from the chosen source (file | human | hf | auto), and the source used."
+                    dataset: str = "strategyqa", seed: int = 0, gold_only: bool = True,
+                    max_new_tokens: int | None = None) -> tuple[dict[str, list[str]], str]:
+    "{id: rationales} from the chosen source (file | human | human_answer | hf | auto), and the source used."
     from knife_repro.rationales import FileSource, HFCausalSource, generate_rationales, kard_prompt
     if source == "auto":
         source = ("file" if any(e.get("llm_rationales") for e in examples) else
                   "human" if any(e.get("rationale") for e in examples) else "hf")
-    if source == "file": src = FileSource()
-    elif source == "human":
-        return {str(e["id"]): [e["rationale"]] if e.get("rationale") else [] for e in examples}, source
-    elif source == "hf":
-        src = HFCausalSource(teacher, kard_prompt(dataset, shots=1 if teacher.startswith("tiny") else 5), n=n,
-                             max_new_tokens=32 if teacher.startswith("tiny") else 256, seed=seed)
-    else: raise ValueError(f"rationale_source={source!r}: must be auto, file, human or hf")
-    key = hashlib.sha256(f"{src.name}|{dataset}|{n}|{seed}".encode()).hexdigest()[:10]
-    return generate_rationales(examples, src, cache_dir / f"{dataset}-{source}-{key}.jsonl", n=n), source
+    if source in ("human", "human_answer"):
+        make = (lambda e: e["rationale"]) if source == "human" else fact_rationale
+        return {str(e["id"]): [make(e)] if e.get("rationale") else [] for e in examples}, source
+    if source == "file":
+        src, key = FileSource(gold_only=gold_only), ""
+    elif source == "hf":                       # one cache per teacher and prompt, shared by every seed (sampled with seed 0)
+        tiny = teacher.startswith("tiny")
+        prompt = kard_prompt(dataset, shots=1 if tiny else 5)
+        mnt = max_new_tokens or (32 if tiny else 256)
+        src = HFCausalSource(teacher, prompt, n=n, max_new_tokens=mnt, seed=0)
+        key = f"|{hashlib.sha256(prompt.encode()).hexdigest()}|{mnt}"
+    else: raise ValueError(f"rationale_source={source!r}: must be one of {', '.join(RATIONALE_SOURCES)}")
+    key = hashlib.sha256(f"{src.name}|{dataset}|{n}{key}".encode()).hexdigest()[:10]
+    return generate_rationales(examples, src, cache_dir / f"{dataset}-{source}-{key}.jsonl", n=n,
+                               rebuild_corrupt=True), source
+
+def _norm(text: str) -> str: return " ".join(text.lower().strip().strip('"').rstrip(".").split())
 
 def training_examples(examples: Sequence[dict], rationales: dict[str, list[str]], method: str, dataset: str,
-                      index=None, k_train: int = 1) -> list[dict]:
+                      index=None, k_train: int = 1, exclude_own_fact: bool = False) -> list[dict]:
     "One {ex, target, passages} per kept rationale (per question for FT), with rationale-query knowledge."
     rows = []
     for e in examples:
@@ -125,8 +140,13 @@ def training_examples(examples: Sequence[dict], rationales: dict[str, list[str]]
         else: rows += [{"ex": e, "target": target_text(e, method, r), "rationale": r, "passages": []} for r in rs]
     if method in KNOWLEDGE_METHODS:
         if index is None: raise ValueError(f"method={method!r} needs a knowledge base index")
-        hits = index.search([r["rationale"] for r in rows], k=k_train, progress=False)
-        for r, h in zip(rows, hits): r["passages"] = [index.texts[i] for i, _ in h]
+        hits = index.search([r["rationale"] for r in rows], k=k_train + exclude_own_fact, progress=False)
+        for r, h in zip(rows, hits):
+            ps = [index.texts[i] for i, _ in h]
+            if exclude_own_fact:
+                own = _norm(r["ex"].get("rationale") or "")
+                ps = [p for p in ps if _norm(p) != own]
+            r["passages"] = ps[:k_train]
     return rows
 
 def encode_rows(tok, rows: Sequence[dict], method: str, dataset: str, max_source_len: int = 512,
@@ -137,10 +157,20 @@ def encode_rows(tok, rows: Sequence[dict], method: str, dataset: str, max_source
             for r in rows]
 
 # %% ../nbs/21_kard.ipynb #44b9f03c
+def gold_ids(examples: Sequence[dict], index) -> list[list[str]]:
+    "Each question's gold passage ids: StrategyQA's annotated evidence, else the passages that are its human fact (OBQA's fact1)."
+    by_text: dict[str, list[str]] = {}
+    for i, t in zip(index.ids, index.texts): by_text.setdefault(_norm(t), []).append(i)
+    return [list(e["evidence_ids"]) if e.get("evidence_ids") else by_text.get(_norm(e.get("rationale") or ""), [])
+            for e in examples]
+
 def test_passages(examples: Sequence[dict], method: str, index, k: int = 1, kappa: int = 100,
                   reranker=None) -> list[list[str]]:
-    "The k passages each test question gets: BM25 top-k, or the reranker's top-k of BM25's top-kappa."
+    "The k passages each test question gets: BM25 top-k, the reranker's top-k of BM25's top-kappa, or the gold ones (oracle)."
     if method not in KNOWLEDGE_METHODS: return [[] for _ in examples]
+    if method == "kard_oracle":
+        pos = {i: n for n, i in enumerate(index.ids)}
+        return [[index.texts[pos[i]] for i in g if i in pos] for g in gold_ids(examples, index)]
     qs = [question_text(e) for e in examples]
     hits = index.search(qs, k=max(k, kappa) if method == "kard_rerank" else k, progress=False)
     if method == "kard_bm25": return [[index.texts[i] for i, _ in h] for h in hits]
@@ -183,14 +213,15 @@ def score_after(model, tok, examples: Sequence[dict], method: str, dataset: str,
     return [max(range(len(r)), key=r.__getitem__) for r in s]
 
 # %% ../nbs/21_kard.ipynb #d340d65d
-RATIONALE_SOURCES = ("auto", "file", "human", "hf")
+RATIONALE_SOURCES = ("auto", "file", "human", "human_answer", "hf")
 KARD_PRESETS = {
     "smoke": dict(model="tiny-t5", max_train_samples=128, max_eval_samples=32, epochs=4, lr=3e-3, batch_size=16,
                   max_source_len=192, max_target_len=64),
-    # the budget every QA method shares (core.CPU_BUDGET) plus KARD's own knobs, for now the smoke ones
-    # (the kit's defaults); they are to be chosen on validation splits (issue 16)
-    "cpu": dict(CPU_BUDGET, teacher="tiny-gpt2", verifier="tiny-t5", reranker="minilm", n_rationales=2, k_train=1, k=1,
-                kappa=5),
+    # the budget every QA method shares (core.CPU_BUDGET) plus KARD's own knobs (issue 16): pretrained models
+    # throughout (teacher and verifier SmolLM2-135M, the MiniLM reranker for one epoch), sized for <= 20 minutes a
+    # point; n_rationales, k and the lengths are checked on validation by sweeps/kard_select.yaml
+    "cpu": dict(CPU_BUDGET, teacher="smollm2-135m", teacher_max_new_tokens=128, verifier="smollm2-135m",
+                reranker="minilm", reranker_epochs=1, n_rationales=2, k_train=1, k=1, kappa=20),
     "paper": dict(model="google/flan-t5-base", epochs=3, lr=1e-4, scheduler="constant", batch_size=32,
                   max_source_len=512, max_target_len=512),
 }
@@ -198,8 +229,11 @@ KARD_PRESETS = {
 @dataclass
 class KardConfig(MethodConfig):
     "KARD's own settings (a run's flags), with per-scale presets; `resolve` makes the RunConfig."
-    rationale_source: str = "auto"  # auto | file (GPT-3 llm_rationales) | human | hf (the local teacher)
+    rationale_source: str = "auto"  # auto | file (GPT-3 llm_rationales) | human | human_answer (fact → answer) | hf (the local teacher)
     teacher: str = "tiny-gpt2"      # the local teacher, used when rationale_source is hf
+    teacher_max_new_tokens: int = 0 # the teacher's rationale length (0: 32 for a tiny-* teacher, else 256)
+    gold_rationales_only: bool = True   # file: keep an LLM sample only if its own answer is gold (KARD keeps rationales reaching the gold answer)
+    exclude_own_fact: bool = True   # human sources: leave the example's own fact out of its training passages (else the row copies it)
     verifier: str = "tiny-t5"       # the rationale filter (KARD: google/flan-t5-large); empty: no filter
     n_rationales: int = 2           # rationales per training question (KARD: 10)
     k_train: int = 1                # passages in the training input (KARD: 1; 10 for OBQA)
@@ -207,6 +241,7 @@ class KardConfig(MethodConfig):
     kappa: int = 5                  # BM25 candidates reranked at test time (KARD: 100)
     reranker: str = "minilm"        # reranker backbone (KARD: LinkBERT-base / BioLinkBERT-base)
     reranker_loss: str = "kl"       # kl (the paper) | ce (the official code)
+    reranker_epochs: int = 3        # the reranker's training epochs (smoke scale: 1)
     decoding: str = "greedy"        # greedy | vote (n_samples sampled, majority vote)
     n_samples: int = 5
     corpus: str = ""                # knowledge base: empty for the dataset's (StrategyQA paragraphs, OBQA book), or a JSONL path
@@ -216,8 +251,12 @@ class KardConfig(MethodConfig):
     presets = KARD_PRESETS
 
     def check(self, method: str) -> None:
-        for name in ("n_rationales", "k_train", "k", "kappa", "n_samples"):
+        for name in ("n_rationales", "k_train", "k", "kappa", "n_samples", "reranker_epochs"):
             if getattr(self, name) < 1: raise ConfigError(f"{name}={getattr(self, name)!r}: must be >= 1")
+        if self.teacher_max_new_tokens < 0:
+            raise ConfigError(f"teacher_max_new_tokens={self.teacher_max_new_tokens!r}: must be >= 0")
+        for name in ("gold_rationales_only", "exclude_own_fact"):
+            if not isinstance(getattr(self, name), bool): raise ConfigError(f"{name}={getattr(self, name)!r}: must be True or False")
         if self.rationale_source not in RATIONALE_SOURCES:
             raise ConfigError(f"rationale_source={self.rationale_source!r}: must be one of {', '.join(RATIONALE_SOURCES)}")
         if self.reranker_loss not in LOSS_TYPES:
@@ -238,6 +277,16 @@ def knowledge_base(dataset: str, corpus: str = "") -> str:
     if dataset in ("strategyqa", "openbookqa"): return dataset
     raise ValueError(f"dataset={dataset!r}: KARD's knowledge methods need a knowledge base; pass corpus=<path to a "
                      f"JSONL corpus of {{id, text}} passages> (e.g. PubMed or medical textbooks for MedQA)")
+
+def cache_dir(cfg: RunConfig) -> Path:
+    "Where a run caches rationales, indexes and rerankers: its output folder at smoke scale, else core.CACHE_DIR/kard (shared, never committed)."
+    return cfg.out_path / "cache" if cfg.scale == "smoke" else CACHE_DIR / "kard"
+
+def passage_recall(examples: Sequence[dict], passages: Sequence[Sequence[str]], index) -> dict:
+    "`retrieval.evidence_recall` of the passages (texts) each question got, against its gold passages: StrategyQA's annotated evidence, else the passages that are its human fact (OBQA's fact1)."
+    from knife_repro.retrieval import evidence_recall
+    ids = dict(zip(index.texts, index.ids))
+    return evidence_recall([[ids[p] for p in ps if p in ids] for ps in passages], gold_ids(examples, index))
 
 def _load(cfg: RunConfig):
     from knife_repro.data import load as load_data
@@ -266,7 +315,7 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
     if not force and (rec := find_run(cfg)): return rec
     timings: dict = {}
     seed_everything(cfg.seed)
-    cache = cfg.out_path / "cache"
+    cache = cache_dir(cfg)
     with timed(timings, "load_s"):
         dd, notes = _load(cfg)
         model, tok = load_lm(cfg.model, seed=cfg.seed)
@@ -276,7 +325,7 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
         raise ValueError(f"max_source_len + max_target_len = {cfg.max_source_len + cfg.max_target_len} > {n_pos} "
                          f"positions of the causal student {cfg.model!r}: prompt and target share one sequence")
     n_tr, n_ev = caps(cfg)
-    _, rep = eval_splits(dd)
+    _, rep = eval_splits(dd, cfg.report_split)      # report_split=validation: settings chosen without the test split
     tr = list(subsample(dd["train"], n_tr, cfg.train_fraction, cfg.seed))
     test = list(subsample(dd[rep], n_ev, 1.0, cfg.seed))
     index = corpus_index(kb, cache / "indexes", progress=False) if cfg.method in KNOWLEDGE_METHODS else None
@@ -285,13 +334,14 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
     with timed(timings, "rationales_s"):
         rats, used = ({}, "none") if cfg.method == "kard_ft" else \
             pick_rationales(tr, f["rationale_source"], cache / "rationales", int(f["n_rationales"]), f["teacher"],
-                            cfg.dataset, cfg.seed)
+                            cfg.dataset, cfg.seed, f["gold_rationales_only"], int(f["teacher_max_new_tokens"]) or None)
         rats = {i: (v or [])[:int(f["n_rationales"])] for i, v in rats.items()}
         info.update(rationale_source=used, rationales=sum(map(len, rats.values())))
         if rats and f["verifier"]:
             rats = filter_rationales(tr, rats, load_lm(f["verifier"], seed=cfg.seed))
         info["rationales_kept"] = sum(map(len, rats.values()))
-    rows = training_examples(tr, rats, cfg.method, cfg.dataset, index, int(f["k_train"]))
+    own = f["exclude_own_fact"] and used in ("human", "human_answer")
+    rows = training_examples(tr, rats, cfg.method, cfg.dataset, index, int(f["k_train"]), exclude_own_fact=own)
     if not rows: raise ValueError(f"no training examples left for {cfg.method} (rationales kept: 0); "
                                   f"use a better verifier or verifier=''")
     data = encode_rows(tok, rows, cfg.method, cfg.dataset, cfg.max_source_len, cfg.max_target_len, causal)
@@ -308,6 +358,11 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
         ps = test_passages(test, cfg.method, index, int(f["k"]), int(f["kappa"]), rr)
         out = predict(model, tok, test, cfg.method, cfg.dataset, ps, cfg.max_source_len, cfg.max_target_len,
                       f["decoding"], int(f["n_samples"]), seed=cfg.seed)
+    if index is not None:                  # recall of the annotated evidence (StrategyQA) / the gold fact (OBQA)
+        info["evidence_recall"] = passage_recall(test, ps, index)
+        if cfg.method == "kard_rerank":    # BM25's own top-k on the same questions, and its top-kappa candidate pool
+            info["evidence_recall_bm25"] = passage_recall(test, test_passages(test, "kard_bm25", index, int(f["k"])), index)
+            info["evidence_recall_pool"] = passage_recall(test, test_passages(test, "kard_bm25", index, int(f["kappa"])), index)
     golds = [e["answer"] for e in test]
     m = accuracy(out["preds"], golds)
     m["invalid"] = sum(p is None for p in out["preds"]) / max(len(test), 1)
@@ -324,23 +379,30 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
                               list(zip(test, out["texts"], out["preds"]))[:5]])
     return find_run(cfg)
 
+def reranker_pairs(examples: Sequence[dict], rationales: dict[str, list[str]], seed: int = 0) -> tuple[list, list]:
+    "(training, held-out) {query, rationale, id} pairs: every kept rationale of a question; held-out questions are whole."
+    qs = [e for e in examples if rationales.get(str(e["id"]))]
+    random.Random(seed).shuffle(qs)
+    n_held = min(max(16, len(qs) // 20), len(qs) // 2)          # held-out questions for top-1/3/5
+    pairs = lambda es: [{"query": question_text(e), "rationale": r, "id": str(e["id"])} for e in es
+                        for r in rationales[str(e["id"])]]
+    return pairs(qs[n_held:]), pairs(qs[:n_held])
+
 def _reranker(cfg: RunConfig, f: dict, tr, rats, index, cache: Path):
     "Train (or load the cached) reranker for this run's training rationales; returns ((model, tok, kw), info)."
     from knife_repro.reranker import evaluate_reranker, load_reranker, save_reranker, search_space, train_reranker
     smoke = cfg.scale == "smoke"
-    kw = dict(max_doc_len=64 if smoke else 512)
-    pairs = [{"query": question_text(e), "rationale": r} for e in tr for r in rats.get(str(e["id"]), [])[:1]]
-    random.Random(cfg.seed).shuffle(pairs)
-    n_held = min(max(16, len(pairs) // 20), len(pairs) // 2)   # held-out questions for top-1/3/5
-    held, fit = pairs[:n_held], pairs[n_held:]
+    kw = dict(max_doc_len=64 if smoke else 512, max_query_len=64 if smoke else 512)
+    fit, held = reranker_pairs(tr, rats, cfg.seed)
     if smoke: fit = fit[:32]
-    key = hashlib.sha256(json.dumps([cfg.dataset, f["reranker"], f["reranker_loss"], cfg.seed, cfg.scale, len(fit),
-                                     fit[:3], f["corpus"]]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([cfg.dataset, f["reranker"], f["reranker_loss"], f["reranker_epochs"], cfg.seed,
+                                     cfg.scale, fit, f["corpus"], kw]).encode()).hexdigest()[:12]
     folder = cache / "rerankers" / key
     if (folder / "reranker.pt").is_file(): model, tok = load_reranker(folder)
     else:
         rcfg = RunConfig(method="reranker", dataset=cfg.dataset, model=f["reranker"], seed=cfg.seed, scale=cfg.scale,
-                         lr=1e-4 if not smoke else 5e-5, batch_size=16 if not smoke else 8, epochs=3 if not smoke else 1,
+                         lr=1e-4 if not smoke else 5e-5, batch_size=16 if not smoke else 8,
+                         epochs=int(f["reranker_epochs"]) if not smoke else 1,
                          warmup_ratio=0.05)
         model, tok, _ = train_reranker(search_space(fit, index, progress=False), index.texts, rcfg, f["reranker"],
                                        f["reranker_loss"], n_from_each=2 if smoke else 4,

@@ -94,7 +94,7 @@ def search_space(pairs: Sequence[dict], index: BM25Index, pool: int = 32, progre
 
 class RerankCollate:
     "Samples candidates per question (some from each pool) and tokenises queries and passages."
-    def __init__(self, tok, texts: Sequence[str], n_from_each: int = 4, max_query_len: int = 128,
+    def __init__(self, tok, texts: Sequence[str], n_from_each: int = 4, max_query_len: int = 512,
                  max_doc_len: int = 256, seed: int = 0):
         self.tok, self.texts, self.n = tok, texts, n_from_each
         self.lq, self.ld, self.rng = max_query_len, max_doc_len, random.Random(seed)
@@ -131,7 +131,7 @@ def make_loss(loss_type: str = "kl", tau_label: float = 1.0, tau_model: float = 
     return loss_fn
 
 @torch.no_grad()
-def rerank_scores(model: Reranker, tok, query: str, passages: Sequence[str], max_query_len: int = 128,
+def rerank_scores(model: Reranker, tok, query: str, passages: Sequence[str], max_query_len: int = 512,
                   max_doc_len: int = 256, batch_size: int = 64) -> list[float]:
     "Reranker scores of `passages` for `query`."
     model.eval()
@@ -189,7 +189,7 @@ def load_reranker(folder: str | Path):
 def train_reranker(space: Sequence[dict], texts: Sequence[str], cfg, backbone: str = "minilm", loss_type: str = "kl",
                    scoring: str = "maxsim", tau_label: float = 1.0, tau_model: float = 100.0, anneal: bool = False,
                    update_both: bool = True, max_doc_len: int = 256, n_from_each: int = 4,
-                   output_dir: str | Path | None = None):
+                   output_dir: str | Path | None = None, max_query_len: int = 512):
     "Train a reranker on a search space with the shared engine; returns (model, tokenizer, TrainResult)."
     from knife_repro.models import load_encoder
     from knife_repro.training import TrainOptions, train
@@ -198,6 +198,6 @@ def train_reranker(space: Sequence[dict], texts: Sequence[str], cfg, backbone: s
     steps = math.ceil(len(space) / cfg.batch_size) * cfg.epochs
     loss_fn = make_loss(loss_type, tau_label, tau_model, anneal, steps)
     res = train({"reranker": model}, loss_fn, list(space), cfg, lengths=[len(ex["query"]) for ex in space],
-                collate=RerankCollate(tok, texts, n_from_each, max_doc_len=max_doc_len, seed=cfg.seed),
+                collate=RerankCollate(tok, texts, n_from_each, max_query_len, max_doc_len, seed=cfg.seed),
                 opts=TrainOptions(output_dir=output_dir, progress=False))
     return model.eval(), tok, res

@@ -16,7 +16,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['TOKEN_RE', 'KNOWLEDGE_BASES', 'make_stemmer', 'tokenize', 'BM25Index', 'load_corpus', 'corpus_index', 'PyseriniIndex']
+__all__ = ['TOKEN_RE', 'KNOWLEDGE_BASES', 'make_stemmer', 'tokenize', 'index_tokens', 'BM25Index', 'load_corpus',
+           'evidence_recall', 'corpus_index', 'PyseriniIndex']
 
 # %% ../nbs/07_retrieval.ipynb #f6a394c8
 from bm25s.stopwords import STOPWORDS_EN
@@ -41,6 +42,32 @@ def tokenize(texts: Sequence[str], stopwords: bool = True, stemmer: str | None =
     return out
 
 # %% ../nbs/07_retrieval.ipynb #c5045577
+def index_tokens(bm, corpus_tokens: Sequence[Sequence[str]]):
+    "`bm.index(corpus_tokens)` of a `bm25s.BM25`, vectorised: the same vocabulary ids' scores, bit for bit."
+    from bm25s.scoring import _select_idf_scorer, _select_tfc_scorer
+    if bm.method in bm.methods_requiring_nonoccurrence:
+        bm.index([list(t) for t in corpus_tokens], show_progress=False); return bm
+    vocab: dict[str, int] = {}
+    ids = [[vocab.setdefault(w, len(vocab)) for w in d] for d in corpus_tokens]
+    n_docs, n_vocab = len(ids), len(vocab)
+    lens = np.array([len(d) for d in ids])
+    term = np.fromiter((i for d in ids for i in d), dtype=np.int64, count=int(lens.sum()))
+    key, tf = np.unique(np.repeat(np.arange(n_docs, dtype=np.int64), lens) * n_vocab + term, return_counts=True)
+    doc, term = key // n_vocab, key % n_vocab                       # one entry per (document, term), by document
+    df = np.bincount(term, minlength=n_vocab)
+    idf_of = _select_idf_scorer(bm.idf_method)
+    dfs, inv = np.unique(df, return_inverse=True)                   # bm25s's idf, once per distinct frequency
+    idf = np.array([idf_of(int(x), N=n_docs) for x in dfs], dtype=bm.dtype)[inv]
+    tfc = _select_tfc_scorer(bm.method)(tf_array=tf.astype(bm.dtype), l_d=lens[doc], l_avg=lens.mean(), k1=bm.k1,
+                                        b=bm.b, delta=bm.delta)
+    score = (idf[term] * tfc).astype(bm.dtype)
+    order = np.lexsort((doc, term))                                 # column-major (csc): by term, then document
+    bm.scores = {"data": score[order], "indices": doc[order].astype(bm.int_dtype),
+                 "indptr": np.concatenate([[0], np.cumsum(df)]), "num_docs": n_docs}
+    vocab.setdefault("", n_vocab)                                   # bm25s's empty token (create_empty_token)
+    bm.vocab_dict, bm.unique_token_ids_set, bm.nonoccurrence_array = vocab, set(vocab.values()), None
+    return bm
+
 class BM25Index:
     "BM25 (Lucene variant by default) over a list of texts, with a stable tie order."
     def __init__(self, k1: float = 0.9, b: float = 0.4, method: str = "lucene", stopwords: bool = True,
@@ -72,7 +99,7 @@ class BM25Index:
             toks += self.tokenize(self.texts[s:s + batch_size])
         p = self.params
         self._bm25 = bm25s.BM25(k1=p["k1"], b=p["b"], method=p["method"])
-        self._bm25.index(toks, show_progress=False)
+        index_tokens(self._bm25, toks)
         return self
 
     def __len__(self) -> int: return len(self.texts)
@@ -159,6 +186,13 @@ def load_corpus(name: str | Path) -> list[dict]:
         out.append({"id": str(r.get("id", r.get("_id", i))), "text": text})
     if not out: raise ValueError(f"{path}: no passages")
     return out
+
+def evidence_recall(hits: Sequence[Sequence[str]], gold: Sequence[Sequence[str]]) -> dict:
+    "Recall of annotated evidence: the mean share of each question's gold passage ids among its retrieved ids, and how often any one is found."
+    pairs = [(set(h), set(g)) for h, g in zip(hits, gold, strict=True) if g]
+    if not pairs: return {"recall": None, "any": None, "n": 0}
+    return {"recall": float(np.mean([len(h & g) / len(g) for h, g in pairs])),
+            "any": float(np.mean([bool(h & g) for h, g in pairs])), "n": len(pairs)}
 
 def corpus_index(name: str | Path, cache_dir: str | Path, progress: bool = True, **params) -> BM25Index:
     "The BM25 index of a knowledge base, built on first use and persisted under `cache_dir`."

@@ -277,8 +277,14 @@ def test_cpu_preset_is_the_shared_budget_plus_kards_knobs():
     c = kard.KardConfig.resolve(method="kard_bm25", dataset="strategyqa", scale="cpu")
     assert {k: getattr(c, k) for k in CPU_BUDGET} == CPU_BUDGET
     assert (c.model, c.lr, c.max_train_samples, c.max_dev_samples) == ("smollm2-135m", 3e-5, 600, 200)
-    assert (c.flags["teacher"], c.flags["verifier"], c.flags["reranker"], c.flags["n_rationales"], c.flags["kappa"]) == \
-        ("tiny-gpt2", "tiny-t5", "minilm", 2, 5)
+    # issue 16: KARD's own cpu knobs are pretrained models (the former placeholders were the smoke ones: tiny-gpt2,
+    # tiny-t5, kappa 5); a random verifier would keep a random subset of the rationales
+    assert (c.flags["teacher"], c.flags["verifier"], c.flags["reranker"], c.flags["n_rationales"], c.flags["kappa"],
+            c.flags["reranker_epochs"], c.flags["teacher_max_new_tokens"]) == ("smollm2-135m", "smollm2-135m", "minilm", 2,
+                                                                              20, 1, 128)
+    from knife_repro.models import PRESETS
+    assert PRESETS[c.flags["teacher"]].gguf and PRESETS[c.flags["verifier"]].gguf      # pretrained weights, not random
+    assert c.flags["gold_rationales_only"] and c.flags["exclude_own_fact"] and c.flags["decoding"] == "greedy"
 
 
 @pytest.mark.parametrize("bad, name", [(dict(n_rationales=0), "n_rationales"), (dict(kappa="many"), "kappa"),
@@ -294,3 +300,103 @@ def test_bad_own_flag_raises_config_error_naming_it(bad, name):
         config_from_args(["--set", "method=kard_rd", *(f"{k}={v}" for k, v in bad.items())])
     with pytest.raises(ConfigError, match=name):                  # a config built directly: `run` checks it first
         kard.run(RunConfig.from_params(method="kard_rd", dataset="strategyqa", output_dir="/tmp/kard-bad", **bad))
+
+
+# --- fidelity with KARD's released code (issue 16) ---------------------------------------------------------
+
+def test_reranker_reads_questions_up_to_512_tokens():
+    "The code cuts reranker queries at 512 tokens; at 128 (our former cut) the end of a long question was never seen."
+    from knife_repro.models import load_encoder
+    from knife_repro.reranker import RerankCollate, rerank_scores
+    torch.manual_seed(0)
+    enc, tok = load_encoder("minilm")
+    q = "patient " * 300                                  # 300 one-piece words + [CLS] + [SEP]
+    col = RerankCollate(tok, ["a passage", "another passage"], n_from_each=1)
+    b = col([{"query": q, "cands": [0, 1], "labels": [1.0, 0.0], "n_r": 1}])
+    assert b["q_input_ids"].shape[1] == 302
+    m = Reranker(enc)
+    docs = ["The heart pumps blood.", "Kidneys filter blood."]
+    a = rerank_scores(m, tok, q + "heart", docs)
+    z = rerank_scores(m, tok, q + "kidney", docs)
+    assert a != z                                         # the 301st word changes the scores: it was read
+
+
+def test_reranker_trains_on_every_kept_pair_and_holds_out_whole_questions():
+    exs = [{**EX, "id": f"q{i}"} for i in range(40)]
+    rats = {f"q{i}": [f"r{j} of q{i}" for j in range(i % 3)] for i in range(40)}
+    fit, held = kard.reranker_pairs(exs, rats, seed=0)
+    # by hand: 13 questions with 1 rationale, 13 with 2 (14 with none) -> 39 pairs; held out: min(max(16, 26 // 20), 13)
+    assert len(fit) + len(held) == 39 and len({p["id"] for p in held}) == 13
+    assert sorted(p["rationale"] for p in fit + held) == sorted(r for rs in rats.values() for r in rs)
+    assert not {p["id"] for p in fit} & {p["id"] for p in held}              # a held-out question is not trained on
+    assert all(p["query"] == kard.question_text(EX) for p in fit)
+
+
+OBQA_EX = {"id": "o1", "question": "The sun is", "choices": ["cold", "a star", "a planet", "wet"], "answer": 1,
+           "rationale": "the sun is a star", "llm_rationales": [], "context": ""}
+BOOK = ["The sun is a star.", "A star is a large ball of gas", "the sun rises in the east"]
+
+
+def test_fact_rationale_ends_in_the_answer():
+    assert kard.fact_rationale(OBQA_EX) == "The sun is a star. So, the answer is a star."
+    rats, used = kard.pick_rationales([OBQA_EX], "human_answer", None, 1)
+    assert used == "human_answer" and rats == {"o1": ["The sun is a star. So, the answer is a star."]}
+
+
+@pytest.mark.parametrize("source", ["human", "human_answer"])
+def test_own_fact_left_out_of_its_training_passages(source):
+    ix = BM25Index.build(BOOK, progress=False)
+    rats, _ = kard.pick_rationales([OBQA_EX], source, None, 1)
+    kept = kard.training_examples([OBQA_EX], rats, "kard_bm25", "openbookqa", ix, k_train=1)
+    assert kept[0]["passages"] == ["The sun is a star."]                  # the rationale retrieves its own fact
+    left = kard.training_examples([OBQA_EX], rats, "kard_bm25", "openbookqa", ix, k_train=1, exclude_own_fact=True)
+    assert len(left[0]["passages"]) == 1 and left[0]["passages"][0] in BOOK[1:]   # another passage, still k_train of them
+    two = kard.training_examples([OBQA_EX], rats, "kard_bm25", "openbookqa", ix, k_train=2, exclude_own_fact=True)
+    assert sorted(two[0]["passages"]) == sorted(BOOK[1:])                  # both others share a word with the rationale
+
+
+def test_file_rationales_keep_only_gold_answers(tmp_path):
+    ex = {**EX, "llm_rationales": ["yes because small", "no because big", "yes, tiny"], "llm_answers": [0, 1, 0]}
+    rats, used = kard.pick_rationales([ex], "file", tmp_path, 5)
+    assert used == "file" and rats == {"q1": ["yes because small", "yes, tiny"]}
+    rats, _ = kard.pick_rationales([ex], "file", tmp_path, 5, gold_only=False)
+    assert rats == {"q1": ["yes because small", "no because big", "yes, tiny"]}
+
+
+def test_teacher_rationales_generated_once_for_every_seed(tmp_path):
+    exs = [{**EX, "id": f"q{i}"} for i in range(3)]
+    a, _ = kard.pick_rationales(exs, "hf", tmp_path, 2, "tiny-gpt2", "strategyqa", seed=0, max_new_tokens=4)
+    files = list(tmp_path.glob("*.jsonl"))
+    assert len(files) == 1 and all(len(v) == 2 for v in a.values())
+    b, _ = kard.pick_rationales(exs[1:], "hf", tmp_path, 2, "tiny-gpt2", "strategyqa", seed=2, max_new_tokens=4)
+    assert list(tmp_path.glob("*.jsonl")) == files and b == {k: a[k] for k in ("q1", "q2")}   # seed 2 reads seed 0's
+    lines = files[0].read_text().splitlines()
+    files[0].write_text("\n".join([lines[0], "{broken", *lines[1:]]) + "\n")                   # corrupt: rebuilt
+    c, _ = kard.pick_rationales(exs, "hf", tmp_path, 2, "tiny-gpt2", "strategyqa", seed=1, max_new_tokens=4)
+    assert c == a and len(list(tmp_path.glob("*.corrupt-*"))) == 1
+
+
+def test_passage_recall_against_evidence_and_gold_fact():
+    ix = BM25Index.build(BOOK, ids=["b0", "b1", "b2"], progress=False)
+    sqa = [{**EX, "evidence_ids": ["b0", "b2"]}, {**EX, "id": "q2", "evidence_ids": []}]
+    # by hand: question 1 got b0 of its {b0, b2}; question 2 has no annotated evidence (left out)
+    assert kard.passage_recall(sqa, [[BOOK[0], BOOK[1]], [BOOK[2]]], ix) == {"recall": 0.5, "any": 1.0, "n": 1}
+    assert kard.passage_recall([OBQA_EX], [[BOOK[1]]], ix) == {"recall": 0.0, "any": 0.0, "n": 1}
+    assert kard.passage_recall([OBQA_EX], [[BOOK[1], BOOK[0]]], ix) == {"recall": 1.0, "any": 1.0, "n": 1}
+
+
+def test_oracle_gets_the_gold_passages_and_trains_as_bm25():
+    ix = BM25Index.build(BOOK, ids=["b0", "b1", "b2"], progress=False)
+    sqa = [{**EX, "evidence_ids": ["b2", "b0", "missing"]}, {**EX, "id": "q2", "evidence_ids": []}]
+    assert kard.test_passages(sqa, "kard_oracle", ix) == [[BOOK[2], BOOK[0]], []]   # all gold, in evidence order
+    assert kard.test_passages([OBQA_EX], "kard_oracle", ix) == [[BOOK[0]]]            # OBQA: its own fact1
+    rats = {"o1": ["Stars are balls of gas."]}
+    assert kard.training_examples([OBQA_EX], rats, "kard_oracle", "openbookqa", ix) == \
+        kard.training_examples([OBQA_EX], rats, "kard_bm25", "openbookqa", ix)
+
+
+def test_selection_runs_report_the_validation_split(tmp_path):
+    "sweeps/kard_select.yaml chooses k, rationales and lengths with report_split=validation: no test question is scored."
+    rec = kard.run(_smoke_cfg(tmp_path, "tiny-gpt2", report_split="validation"))
+    assert rec["info"]["test_split"] == "validation" and rec["config"]["report_split"] == "validation"
+    assert rec["info"]["evidence_recall"]["n"] == 0          # the toy corpus has no gold passages: left out, not 0

@@ -152,3 +152,88 @@ def test_filter_with_a_real_verifier_matches_direct_scoring():
     for e in exs:
         s = score_choices(m, tok, [verifier_input(e, r) for r in rats[e["id"]]], [["A", "B"]] * 2, eos=False)
         assert kept[e["id"]] == [r for r, sc in zip(rats[e["id"]], s) if max((0, 1), key=sc.__getitem__) == e["answer"]]
+
+
+# --- fidelity with KARD's released code (issue 16) ---------------------------------------------------------
+
+def test_corrupt_cache_is_moved_aside_and_rebuilt(tmp_path):
+    p = tmp_path / "c.jsonl"
+    p.write_text('{"id": "q0", "rationales": ["old"]}\nnot json\n{"id": "q1", "rationales": ["old"]}\n')
+    with pytest.raises(RationaleError, match="line 2"):
+        generate_rationales(EXS[:2], Counting(), p, n=1)                   # by default: an error naming the line
+    src = Counting()
+    out = generate_rationales(EXS[:2], src, p, n=1, rebuild_corrupt=True)
+    assert src.asked == ["q0", "q1"] and out == {"q0": ["r0 for q0"], "q1": ["r0 for q1"]}   # nothing trusted from it
+    assert (tmp_path / "c.jsonl.corrupt-0").read_text().splitlines()[1] == "not json"        # kept for inspection
+    assert [json.loads(l)["id"] for l in p.read_text().splitlines()] == ["q0", "q1"]
+
+
+def test_file_source_gold_only_keeps_samples_whose_own_answer_is_gold():
+    ex = {"id": "z", "answer": 1, "llm_rationales": ["argues A", "argues B", "also B", "no label"], "llm_answers": [0, 1, 1]}
+    assert FileSource().generate([ex], 0) == [["argues A", "argues B", "also B", "no label"]]
+    assert FileSource(gold_only=True).generate([ex], 0) == [["argues B", "also B"]]
+    assert FileSource(gold_only=True).generate([ex], 1) == [["argues B"]]        # filter first, then the first n
+    assert FileSource(gold_only=True).name != FileSource().name                   # cached apart
+
+
+# by hand from prompts/medqa_usmle_hf/template_cot_5shot.txt: each explanation ends "So, the answer is C/D/D/D/D";
+# template_5shot.txt holds five other questions (answers D, A, A, C, A)
+@pytest.mark.parametrize("dataset, letters", [("medqa", "CDDDD"), ("openbookqa", "DDCCD"), ("strategyqa", "BBABB")])
+def test_kard_prompt_demonstrations_read_the_letter_they_explain(dataset, letters):
+    import re
+    p = kard_prompt(dataset)
+    assert re.findall(r"\nAnswer: \((.)\)\nExplanation", p) == list(letters) and p.endswith("Answer: ({letter})\nExplanation:")
+    assert re.findall(r"So, the answer is (.)\n", p) == list(letters)
+    if dataset == "medqa":
+        assert p.split("\n\n")[1].startswith("Question: A 22-year-old male marathon runner")
+
+
+def test_kard_prompt_demonstration_without_a_conclusion_is_named(tmp_path):
+    d = tmp_path / "obqa"; d.mkdir()
+    (d / "template_cot_5shot.txt").write_text("Q?\\nA. x\\nB. y\\nAnswer: because.\n")
+    with pytest.raises(RationaleError, match="template_cot_5shot.txt, demonstration 1"):
+        kard_prompt("openbookqa", root=tmp_path)
+
+
+def test_verifier_cuts_long_inputs_from_the_left_keeping_the_cue():
+    from knife_repro.models import load_seq2seq
+    from knife_repro.qa import score_choices
+    from knife_repro.rationales import verifier_ids
+    m, tok = load_seq2seq("tiny-t5", seed=3)
+    ex = EXS[1]
+    long = "Odd numbers are not even. " * 150 + "One is odd"
+    text = verifier_input(ex, long)
+    ids = verifier_ids(tok, text, max_len=64)
+    cue = tok(" So, the answer is", add_special_tokens=False).input_ids + [tok.eos_token_id]
+    assert len(ids) == 64 and ids[-len(cue):] == cue                       # the end survives, with the cue
+    assert ids == tok(text).input_ids[-64:]                                # exactly the last 64 tokens
+    assert verifier_ids(tok, verifier_input(ex, "short"), 64) == tok(verifier_input(ex, "short")).input_ids
+    rats = {ex["id"]: [long, long.replace("One is odd", "One is even")]}
+    kept = filter_rationales([ex], rats, (m, tok), max_len=64)
+    s = score_choices(m, tok, [verifier_ids(tok, verifier_input(ex, r), 64) for r in rats[ex["id"]]], [["A", "B"]] * 2,
+                      eos=False)
+    assert kept[ex["id"]] == [r for r, sc in zip(rats[ex["id"]], s) if max((0, 1), key=sc.__getitem__) == ex["answer"]]
+
+
+def test_causal_verifier_scores_the_letter_right_after_the_cue(monkeypatch):
+    "A decoder-only verifier reads '... So, the answer is' and scores ' A' / ' B' next, as the seq2seq one scores 'A'."
+    import torch
+    from knife_repro import qa
+    from knife_repro.models import load_causal
+    m, tok = load_causal("tiny-gpt2", seed=0)
+    ex = EXS[1]
+    text = verifier_input(ex, "One is odd.")
+    seen, real = {}, qa.score_choices
+    def spy(model, tok_, inputs, *a, **kw):
+        seen["inputs"] = inputs; return real(model, tok_, inputs, *a, **kw)
+    monkeypatch.setattr(qa, "score_choices", spy)
+    filter_rationales([ex], {ex["id"]: ["One is odd."]}, (m, tok))
+    assert seen["inputs"] == [tok(text).input_ids]           # the cue is the prompt's end: no '\nAnswer:' after it
+    monkeypatch.undo()
+    kept = filter_rationales([ex], {ex["id"]: ["One is odd."]}, (m, tok))
+    ids = tok(text).input_ids
+    with torch.no_grad():                                   # by hand: log p(" A"), log p(" B") after the cue
+        lp = torch.log_softmax(m(torch.tensor([ids])).logits[0, -1], -1)
+    a, b = (lp[tok(" " + c, add_special_tokens=False).input_ids[0]].item() for c in "AB")
+    assert len(tok(" A", add_special_tokens=False).input_ids) == 1
+    assert kept[ex["id"]] == (["One is odd."] if (b > a) == (ex["answer"] == 1) else [])
