@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .core import RunConfig, seed_everything
+from .core import CPU_BUDGET, RunConfig, seed_everything
 from .qa import causal_target_ids, is_causal, lm_loss, lm_row, prompt_ids, score_choices, subsample
 from .training import TrainOptions, train
 
@@ -120,7 +120,8 @@ def perturb_ids(ids: Sequence[int], fraction: float = 0.5, vocab_size: int = 320
 # %% ../nbs/08_faithfulness.ipynb #09a066b3
 FAITHFULNESS = {   # simulator and LAS settings per scale; SCOTT's flags default to these values
     "smoke": dict(simulator="tiny-t5", sim_epochs=10, sim_lr=3e-3, las_train=64, n_boot=1000, perturb_fraction=0.5),
-    "cpu": dict(simulator="small-t5", sim_epochs=5, sim_lr=1e-3, las_train=-1, n_boot=1000, perturb_fraction=0.5),  # offline
+    "cpu": dict(simulator=CPU_BUDGET["model"], sim_epochs=1, sim_lr=CPU_BUDGET["lr"], las_train=-1, n_boot=1000,
+                perturb_fraction=0.5),   # pretrained: the cpu budget's model and learning rate
     "paper": dict(simulator="t5-base", sim_epochs=3, sim_lr=1e-4, las_train=-1, n_boot=1000, perturb_fraction=0.5),
 }
 
