@@ -17,7 +17,7 @@ from .training import TrainOptions, train
 
 # %% auto #0
 __all__ = ['VIEWS', 'FAITHFULNESS', 'las', 'simulator_input', 'encode_simulator', 'train_simulator', 'simulate', 'las_eval',
-           'perturb_ids', 'perturb_text', 'rationale_faithfulness']
+           'perturb_ids', 'perturb_text', 'rationale_faithfulness', 'gold_support']
 
 # %% ../nbs/08_faithfulness.ipynb #be810b51
 def _las(y, sx, se, sxe) -> tuple[float, float, float, float]:
@@ -160,3 +160,14 @@ def rationale_faithfulness(cfg: RunConfig, tok, train_examples: Sequence[dict], 
                  f"{len(las_tr)} training questions; perturbed fraction {s['perturb_fraction']}"
                  + ("" if forced else "; no perturbed-rationale accuracy (the answer comes before the rationale)"))
     return metrics, notes
+
+# %% ../nbs/08_faithfulness.ipynb #5eef32d9
+def gold_support(cfg: RunConfig, train_rows: Sequence[dict], test_rows: Sequence[dict], **settings) -> dict:
+    "Rows {question, choices, rationale, answer}: simulator on rationale alone -> gold, and LAS w.r.t. the gold label."
+    s = {**FAITHFULNESS[cfg.scale], **settings}
+    rows = lambda rs: [{"question": r["question"], "choices": r["choices"], "rationale": r["rationale"],
+                        "y_hat": r["answer"]} for r in rs]
+    out = las_eval(rows(train_rows), rows(test_rows), cfg, s["simulator"], n_boot=int(s["n_boot"]),
+                   epochs=int(s["sim_epochs"]), lr=float(s["sim_lr"]))
+    return {"rationale_alone_gold": out["leak_rate"], "las_gold": out["las"], "las_gold_ci_low": out["las_ci_low"],
+            "las_gold_ci_high": out["las_ci_high"], "sim_xe_gold": out["sim_xe_accuracy"], "n": out["n"]}

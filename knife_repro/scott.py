@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from .core import (CPU_BUDGET, ConfigError, MethodConfig, RunConfig, data_path, find_run, seed_everything,
                               timed, write_run_record)
-from .faithfulness import FAITHFULNESS, rationale_faithfulness
+from .faithfulness import FAITHFULNESS, gold_support, rationale_faithfulness
 from .metrics import accuracy
 from .qa import (ANSWER_CUE, CAUSAL_SEP, causal_prompt_ids, dev_cap, eval_splits, generate, is_causal, lm_loss, lm_row,
                             parse_answer, prompt_ids, score_choices, subsample)
@@ -602,16 +602,12 @@ def scott_config(scale: str = "smoke", **params) -> RunConfig:
 # %% ../nbs/22_scott.ipynb #9f2251d0
 def teacher_side_metrics(cfg: RunConfig, train: Sequence[dict], test: Sequence[dict], R_train: dict, R_test: dict,
                          meta: dict, f: dict) -> dict:
-    "One decoding's teacher-side measures: simulator on rationale alone -> gold, LAS w.r.t. gold (shared LAS), length."
-    from knife_repro.faithfulness import las_eval
-    rows = lambda exs, R: [{"question": e["question"], "choices": e["choices"], "rationale": R[e["id"]][0],
-                            "y_hat": e["answer"]} for e in exs]
-    out = las_eval(rows(train, R_train), rows(test, R_test), cfg, f["simulator"], n_boot=f["n_boot"],
-                   epochs=f["sim_epochs"], lr=f["sim_lr"])
+    "One decoding's teacher-side measures: `faithfulness.gold_support` (the shared simulator and LAS), and length."
+    rows = lambda exs, R: [{**e, "rationale": R[e["id"]][0]} for e in exs]
+    out = gold_support(cfg, rows(train, R_train), rows(test, R_test),
+                       **{k: f[k] for k in ("simulator", "n_boot", "sim_epochs", "sim_lr")})
     n_tok = [meta[e["id"]]["n_tokens"] for e in test]
-    return {"rationale_alone_gold": out["leak_rate"], "las_gold": out["las"], "las_gold_ci_low": out["las_ci_low"],
-            "las_gold_ci_high": out["las_ci_high"], "sim_xe_gold": out["sim_xe_accuracy"], "n": out["n"],
-            "mean_tokens": sum(n_tok) / max(len(n_tok), 1),
+    return {**out, "mean_tokens": sum(n_tok) / max(len(n_tok), 1),
             "hit_limit": sum(meta[e["id"]]["hit_limit"] for e in test) / max(len(test), 1)}
 
 def teacher_run(cfg: RunConfig, force: bool = False) -> dict:

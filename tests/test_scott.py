@@ -514,6 +514,7 @@ def test_scott_faithfulness_is_the_shared_implementation(monkeypatch):
     tr = [dict(id="a", question="Qa", choices=["yes", "no"], answer=0)]
     te = [dict(id="b", question="Qb", choices=["yes", "no"], answer=1), dict(id="c", question="Qc", choices=["yes", "no"], answer=0)]
     f = dict(simulator="sim", n_boot=7, sim_epochs=2, sim_lr=0.1)
+    assert sc.gold_support is fa.gold_support
     m = sc.teacher_side_metrics(RunConfig(method="scott_teacher", dataset="strategyqa"), tr, te, {"a": ["Ra"]},
                                 {"b": ["Rb"], "c": ["Rc"]}, {"b": {"n_tokens": 4, "hit_limit": False},
                                                              "c": {"n_tokens": 8, "hit_limit": True}}, f)
