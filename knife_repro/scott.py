@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from filelock import FileLock
 
 from dataclasses import dataclass, field
 
@@ -255,19 +256,22 @@ def teacher_rationales(examples: Sequence[dict], load_teacher, cache_path: str |
     if decoding not in DECODINGS: raise ConfigError(f"decoding={decoding!r}: must be one of {DECODINGS}")
     tpl = load_prompt(dataset)
     keys = [teacher_key(*decoding_prompts(tpl, e, decoding, counterfactual, seed)) for e in examples]
-    cache, notes = open_teacher_cache(cache_path)
-    todo = [(e, k) for e, k in zip(examples, keys) if k not in cache.done_ids()]
-    todo = list({k: (e, k) for e, k in todo}.values())   # a repeated question is decoded once
-    t0, src = time.perf_counter(), None
-    for s in range(0, len(todo), chunk):
-        if src is None:
-            m, tok = load_teacher()
-            src = ContrastiveTeacher(m, tok, dataset, decoding, counterfactual, seed, max_new_tokens, batch_size,
-                                     stop_at_eos=stop_at_eos)
-        part = todo[s:s + chunk]
-        for (e, k), ids in zip(part, src.decode_ids([e for e, _ in part])):
-            cache.add(k, [src.text(ids)], source=src.name, n_tokens=len(ids), hit_limit=len(ids) >= max_new_tokens,
-                      example_id=str(e["id"]))
+    cache_path = Path(cache_path)
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache_path) + ".lock"):   # two sweep workers on one cache: the second waits, then reads
+        cache, notes = open_teacher_cache(cache_path)
+        todo = [(e, k) for e, k in zip(examples, keys) if k not in cache.done_ids()]
+        todo = list({k: (e, k) for e, k in todo}.values())   # a repeated question is decoded once
+        t0, src = time.perf_counter(), None
+        for s in range(0, len(todo), chunk):
+            if src is None:
+                m, tok = load_teacher()
+                src = ContrastiveTeacher(m, tok, dataset, decoding, counterfactual, seed, max_new_tokens, batch_size,
+                                         stop_at_eos=stop_at_eos)
+            part = todo[s:s + chunk]
+            for (e, k), ids in zip(part, src.decode_ids([e for e, _ in part])):
+                cache.add(k, [src.text(ids)], source=src.name, n_tokens=len(ids), hit_limit=len(ids) >= max_new_tokens,
+                          example_id=str(e["id"]))
     info = {"decoded": len(todo), "cached": len(examples) - len(todo), "seconds": round(time.perf_counter() - t0, 1),
             "notes": notes, "path": str(cache_path)}
     return {str(e["id"]): cache.get(k)[0] for e, k in zip(examples, keys)}, \

@@ -594,3 +594,27 @@ def test_teacher_table_from_records():
             row["cut at the limit (%)"], row["LAS CI"]) == (70.0, 8.0, 50.0, 10.0, "[7.0, 9.0]")
     ex = teacher_examples(rec("x", 1.0), k=1, width=20)
     assert list(ex.columns) == ["question", "gold", "greedy", "cd_empty", "cd_wrong"] and len(ex.question[0]) == 20
+
+
+def test_teacher_cache_waits_for_another_process(markov, tmp_path):
+    "A second process on the same cache waits for the lock, then decodes nothing the first one already wrote."
+    import threading
+    from filelock import FileLock
+    m, tok, _, _ = markov
+    exs = [dict(id=f"q{i}", question=f"Question number {i}?", choices=["yes", "no"], answer=i % 2) for i in range(3)]
+    path = teacher_cache_path(tmp_path, "strategyqa", "markov", "greedy")
+    out = {}
+    lock = FileLock(str(path) + ".lock"); lock.acquire()   # "another process" holds the cache
+    t = threading.Thread(target=lambda: out.update(r=teacher_rationales(exs, lambda: (m, tok), path, "strategyqa",
+                                                                        "greedy", max_new_tokens=2)))
+    t.start(); t.join(0.5)
+    assert t.is_alive() and not path.exists()              # waiting, nothing written
+    from knife_repro.rationales import RationaleCache      # meanwhile the other process writes two questions
+    other = RationaleCache(path)
+    tpl = load_prompt("strategyqa")
+    for e in exs[:2]:
+        other.add(teacher_key(*decoding_prompts(tpl, e, "greedy")), ["by the other"], n_tokens=1, hit_limit=False)
+    lock.release(); t.join(10)
+    rats, info = out["r"]
+    assert not t.is_alive() and (info["decoded"], info["cached"]) == (1, 2)   # it read the cache after the wait
+    assert rats["q0"] == rats["q1"] == "by the other" != rats["q2"]
