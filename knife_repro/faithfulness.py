@@ -11,13 +11,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .core import RunConfig, seed_everything
+from .core import CPU_BUDGET, RunConfig, seed_everything
 from .qa import causal_target_ids, is_causal, lm_loss, lm_row, prompt_ids, score_choices, subsample
 from .training import TrainOptions, train
 
 # %% auto #0
 __all__ = ['VIEWS', 'FAITHFULNESS', 'las', 'simulator_input', 'encode_simulator', 'train_simulator', 'simulate', 'las_eval',
-           'perturb_ids', 'perturb_text', 'rationale_faithfulness']
+           'perturb_ids', 'perturb_text', 'rationale_faithfulness', 'gold_support']
 
 # %% ../nbs/08_faithfulness.ipynb #be810b51
 def _las(y, sx, se, sxe) -> tuple[float, float, float, float]:
@@ -120,7 +120,8 @@ def perturb_ids(ids: Sequence[int], fraction: float = 0.5, vocab_size: int = 320
 # %% ../nbs/08_faithfulness.ipynb #09a066b3
 FAITHFULNESS = {   # simulator and LAS settings per scale; SCOTT's flags default to these values
     "smoke": dict(simulator="tiny-t5", sim_epochs=10, sim_lr=3e-3, las_train=64, n_boot=1000, perturb_fraction=0.5),
-    "cpu": dict(simulator="small-t5", sim_epochs=5, sim_lr=1e-3, las_train=-1, n_boot=1000, perturb_fraction=0.5),  # offline
+    "cpu": dict(simulator=CPU_BUDGET["model"], sim_epochs=1, sim_lr=CPU_BUDGET["lr"], las_train=-1, n_boot=1000,
+                perturb_fraction=0.5),   # pretrained: the cpu budget's model and learning rate
     "paper": dict(simulator="t5-base", sim_epochs=3, sim_lr=1e-4, las_train=-1, n_boot=1000, perturb_fraction=0.5),
 }
 
@@ -159,3 +160,14 @@ def rationale_faithfulness(cfg: RunConfig, tok, train_examples: Sequence[dict], 
                  f"{len(las_tr)} training questions; perturbed fraction {s['perturb_fraction']}"
                  + ("" if forced else "; no perturbed-rationale accuracy (the answer comes before the rationale)"))
     return metrics, notes
+
+# %% ../nbs/08_faithfulness.ipynb #5eef32d9
+def gold_support(cfg: RunConfig, train_rows: Sequence[dict], test_rows: Sequence[dict], **settings) -> dict:
+    "Rows {question, choices, rationale, answer}: simulator on rationale alone -> gold, and LAS w.r.t. the gold label."
+    s = {**FAITHFULNESS[cfg.scale], **settings}
+    rows = lambda rs: [{"question": r["question"], "choices": r["choices"], "rationale": r["rationale"],
+                        "y_hat": r["answer"]} for r in rs]
+    out = las_eval(rows(train_rows), rows(test_rows), cfg, s["simulator"], n_boot=int(s["n_boot"]),
+                   epochs=int(s["sim_epochs"]), lr=float(s["sim_lr"]))
+    return {"rationale_alone_gold": out["leak_rate"], "las_gold": out["las"], "las_gold_ci_low": out["las_ci_low"],
+            "las_gold_ci_high": out["las_ci_high"], "sim_xe_gold": out["sim_xe_accuracy"], "n": out["n"]}

@@ -5,34 +5,41 @@
 # %% ../nbs/22_scott.ipynb #b58b89d4
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
+import time
+from collections.abc import Sequence as SequenceABC
 from pathlib import Path
 from typing import Sequence
 
 import torch
+from filelock import FileLock
 
 from dataclasses import dataclass, field
 
 from .core import (CPU_BUDGET, ConfigError, MethodConfig, RunConfig, data_path, find_run, seed_everything,
                               timed, write_run_record)
-from .faithfulness import FAITHFULNESS, rationale_faithfulness
+from .faithfulness import FAITHFULNESS, gold_support, rationale_faithfulness
 from .metrics import accuracy
-from .qa import (ANSWER_CUE, CAUSAL_SEP, causal_prompt_ids, eval_splits, generate, is_causal, lm_loss, lm_row,
+from .qa import (ANSWER_CUE, CAUSAL_SEP, causal_prompt_ids, dev_cap, eval_splits, generate, is_causal, lm_loss, lm_row,
                             parse_answer, prompt_ids, score_choices, subsample)
-from .rationales import generate_rationales
+from .rationales import RationaleCache, RationaleError, generate_rationales
 from .training import TrainOptions, train
 
 # %% auto #0
-__all__ = ['METHODS', 'DECODINGS', 'RATIONALE_SOURCES', 'PROMPT_FILES', 'SCOTT_PRESETS', 'CONFIG', 'FLAGS', 'SMOKE',
-           'load_prompt', 'teacher_prompt', 'wrong_answer', 'cd_scores', 'stop_token_ids', 'contrastive_decode',
-           'contrastive_decode_reference', 'ContrastiveTeacher', 'student_input', 'student_prefix', 'prefix_ids',
-           'encode_student', 'scott_loss', 'pair_counterfactuals', 'student_generate', 'forced_rationale_preds',
-           'ScottConfig', 'scott_flags', 'run', 'scott_config']
+__all__ = ['METHODS', 'DECODINGS', 'RATIONALE_SOURCES', 'PROMPT_FILES', 'SCOTT_PRESETS', 'TEACHER_FIELDS', 'CONFIG', 'FLAGS',
+           'SMOKE', 'TEACHER_COLUMNS', 'load_prompt', 'teacher_prompt', 'wrong_answer', 'cd_scores', 'stop_token_ids',
+           'contrastive_decode', 'contrastive_decode_reference', 'target_and_contrast', 'decoding_prompts',
+           'ContrastiveTeacher', 'teacher_key', 'teacher_cache_path', 'open_teacher_cache', 'teacher_rationales',
+           'student_input', 'student_prefix', 'prefix_ids', 'encode_student', 'scott_loss', 'pair_counterfactuals',
+           'CounterfactualPairs', 'explanation_rows', 'student_generate', 'forced_rationale_preds', 'ScottConfig',
+           'scott_flags', 'teacher_cache_dir', 'run', 'scott_config', 'teacher_side_metrics', 'teacher_run',
+           'teacher_table', 'teacher_examples']
 
 # %% ../nbs/22_scott.ipynb #a2f7d7a9
-METHODS = ("scott",)
+METHODS = ("scott", "scott_teacher")   # scott_teacher: the teacher-side measures only (no student)
 DECODINGS = ("greedy", "cd_empty", "cd_wrong")
 RATIONALE_SOURCES = DECODINGS + ("human", "gpt3", "none")
 PROMPT_FILES = {"strategyqa": "strategyQA", "creak": "creak", "qasc": "qasc", "csqa": "csqa"}
@@ -66,10 +73,10 @@ def cd_scores(logits: torch.Tensor, contrast_logits: torch.Tensor | None = None,
     return 2 * lp - torch.log_softmax(contrast_logits.float(), -1)
 
 # %% ../nbs/22_scott.ipynb #bb6e24fb
-def stop_token_ids(tok) -> list[int]:
-    "EOS and the blank-line separator (second-to-last id of encode('\\n\\nQ'), as in the official code)."
+def stop_token_ids(tok, eos: bool = False) -> list[int]:
+    "The blank-line separator (second-to-last id of encode('\\n\\nQ'), as in the official code), and EOS when `eos`."
     sep = tok("\n\nQ", add_special_tokens=False).input_ids[-2]
-    return sorted({sep} | ({tok.eos_token_id} if tok.eos_token_id is not None else set()))
+    return sorted({sep} | ({tok.eos_token_id} if eos and tok.eos_token_id is not None else set()))
 
 def _strip(ids: list[int], stop: set[int]) -> list[int]:
     for k, t in enumerate(ids):
@@ -79,14 +86,15 @@ def _strip(ids: list[int], stop: set[int]) -> list[int]:
 @torch.no_grad()
 def contrastive_decode(model, tok, prompts: Sequence[str], contrasts: Sequence[str] | None = None,
                        max_new_tokens: int = 128, stop_ids: Sequence[int] | None = None,
-                       stop_on_greedy: bool = True, max_prompt_len: int | None = None) -> list[list[int]]:
+                       stop_on_greedy: bool = True, max_prompt_len: int | None = None,
+                       stop_at_eos: bool = False) -> list[list[int]]:
     "Batched contrastive (or, without `contrasts`, greedy) decoding; new token ids per prompt, stop token excluded."
     model.eval()
     dev = next(model.parameters()).device
     B = len(prompts)
     if contrasts is not None and len(contrasts) != B:
         raise ValueError(f"{len(contrasts)} contrast prompts for {B} prompts")
-    stop = list(stop_token_ids(tok) if stop_ids is None else stop_ids)
+    stop = list(stop_token_ids(tok, stop_at_eos) if stop_ids is None else stop_ids)
     texts = list(prompts) + list(contrasts or [])
     enc = [tok(t, add_special_tokens=False).input_ids for t in texts]
     if max_prompt_len: enc = [e[-max_prompt_len:] for e in enc]
@@ -119,11 +127,12 @@ def contrastive_decode(model, tok, prompts: Sequence[str], contrasts: Sequence[s
 # %% ../nbs/22_scott.ipynb #a4c36c3b
 @torch.no_grad()
 def contrastive_decode_reference(model, tok, prompt: str, contrast: str | None = None, max_new_tokens: int = 128,
-                                 stop_ids: Sequence[int] | None = None, stop_on_greedy: bool = True) -> list[int]:
+                                 stop_ids: Sequence[int] | None = None, stop_on_greedy: bool = True,
+                                 stop_at_eos: bool = False) -> list[int]:
     "Unbatched contrastive/greedy decoding of one question with two separate KV caches."
     model.eval()
     dev = next(model.parameters()).device
-    stop = set(stop_token_ids(tok) if stop_ids is None else stop_ids)
+    stop = set(stop_token_ids(tok, stop_at_eos) if stop_ids is None else stop_ids)
     def start(text):
         x = torch.tensor([tok(text, add_special_tokens=False).input_ids], device=dev)
         o = model(input_ids=x, use_cache=True, logits_to_keep=1)
@@ -143,15 +152,29 @@ def contrastive_decode_reference(model, tok, prompt: str, contrast: str | None =
     return out
 
 # %% ../nbs/22_scott.ipynb #4c0c1210
+def target_and_contrast(ex: dict, decoding: str, counterfactual: bool = False, seed: int = 0) -> tuple[int, int | None, bool]:
+    "(answer rationalised, contrast answer (None: empty), whether a contrast is used) of one question."
+    gold = ex["answer"]
+    if counterfactual:
+        return wrong_answer(ex, seed), gold, decoding != "greedy"
+    return gold, (wrong_answer(ex, seed) if decoding == "cd_wrong" else None), decoding != "greedy"
+
+def decoding_prompts(template: str, ex: dict, decoding: str, counterfactual: bool = False,
+                     seed: int = 0) -> tuple[str, str | None]:
+    "(the prompt rationalising the target answer, the contrast prompt or None for greedy)."
+    t, c, used = target_and_contrast(ex, decoding, counterfactual, seed)
+    return teacher_prompt(template, ex, t), (teacher_prompt(template, ex, c) if used else None)
+
 class ContrastiveTeacher:
     "A causal LM rationalising an answer by greedy or contrastive decoding (a rationale source)."
     def __init__(self, model, tok, dataset: str, decoding: str = "cd_wrong", counterfactual: bool = False,
-                 seed: int = 0, max_new_tokens: int = 128, batch_size: int = 16, name: str | None = None):
+                 seed: int = 0, max_new_tokens: int = 128, batch_size: int = 16, name: str | None = None,
+                 stop_at_eos: bool = False):
         if decoding not in DECODINGS:
             raise ConfigError(f"decoding={decoding!r}: must be one of {DECODINGS}")
         self.model, self.tok, self.template = model, tok, load_prompt(dataset)
         self.decoding, self.counterfactual, self.seed = decoding, counterfactual, seed
-        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.max_new_tokens, self.batch_size, self.stop_at_eos = max_new_tokens, batch_size, stop_at_eos
         room = (getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", 2048))
         self.max_prompt_len = room - max_new_tokens
         mname = getattr(model.config, "_name_or_path", "") or type(model).__name__
@@ -159,26 +182,102 @@ class ContrastiveTeacher:
 
     def target_and_contrast(self, ex: dict) -> tuple[int, int | None, bool]:
         "(answer rationalised, contrast answer (None: empty), whether a contrast is used)."
-        gold = ex["answer"]
-        if self.counterfactual:
-            return wrong_answer(ex, self.seed), gold, self.decoding != "greedy"
-        return gold, (wrong_answer(ex, self.seed) if self.decoding == "cd_wrong" else None), self.decoding != "greedy"
+        return target_and_contrast(ex, self.decoding, self.counterfactual, self.seed)
+
+    def prompts(self, ex: dict) -> tuple[str, str | None]:
+        "(the prompt rationalising the target answer, the contrast prompt or None for greedy)."
+        return decoding_prompts(self.template, ex, self.decoding, self.counterfactual, self.seed)
+
+    def decode_ids(self, examples: list[dict]) -> list[list[int]]:
+        "The new token ids of each example's rationale (batched by question length)."
+        order = sorted(range(len(examples)), key=lambda i: len(examples[i]["question"]))
+        out: list[list[int]] = [[] for _ in examples]
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s:s + self.batch_size]
+            pn = [self.prompts(examples[i]) for i in idx]
+            N = [n for _, n in pn] if pn[0][1] is not None else None
+            ids = contrastive_decode(self.model, self.tok, [p for p, _ in pn], N, self.max_new_tokens,
+                                     max_prompt_len=self.max_prompt_len, stop_at_eos=self.stop_at_eos)
+            for i, g in zip(idx, ids): out[i] = g
+        return out
+
+    def text(self, ids: list[int]) -> str:
+        "A rationale's text: special tokens (EOS among them) dropped, as the official code decodes."
+        return self.tok.decode(ids, skip_special_tokens=True).strip()
 
     def generate(self, examples: list[dict], n: int = 1) -> list[list[str]]:
         "One rationale per example (decoding is deterministic, so n must be 1)."
         if n != 1: raise ValueError(f"n={n!r}: greedy/contrastive decoding is deterministic; use n=1")
-        order = sorted(range(len(examples)), key=lambda i: len(examples[i]["question"]))
-        out: list[list[str]] = [[] for _ in examples]
-        for s in range(0, len(order), self.batch_size):
-            idx = order[s:s + self.batch_size]
-            tc = [self.target_and_contrast(examples[i]) for i in idx]
-            P = [teacher_prompt(self.template, examples[i], t) for i, (t, _, _) in zip(idx, tc)]
-            N = [teacher_prompt(self.template, examples[i], c) for i, (_, c, _) in zip(idx, tc)] if tc[0][2] else None
-            ids = contrastive_decode(self.model, self.tok, P, N, self.max_new_tokens, max_prompt_len=self.max_prompt_len)
-            for i, g in zip(idx, ids): out[i] = [self.tok.decode(g, skip_special_tokens=True).strip()]
-        return out
+        return [[self.text(g)] for g in self.decode_ids(examples)]
 
 # %% ../nbs/22_scott.ipynb #6782524f
+def teacher_key(prompt: str, contrast: str | None) -> str:
+    "The cache key of one question's decoding: a hash of its two filled prompts (None: greedy)."
+    return hashlib.sha256(f"{prompt}\x00{'' if contrast is None else contrast}".encode()).hexdigest()[:24]
+
+def teacher_cache_path(root: str | Path, dataset: str, teacher: str, decoding: str, counterfactual: bool = False,
+                       max_new_tokens: int = 128, stop_at_eos: bool = False) -> Path:
+    "The cache file of one (dataset, teacher, decoding, objective, length limit, EOS rule)."
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in teacher)
+    return (Path(root) / f"scott-teacher-{dataset}-{slug}-{decoding}{'-cf' if counterfactual else ''}"
+            f"-t{max_new_tokens}{'-eos' if stop_at_eos else ''}.jsonl")
+
+def _good_teacher_record(rec) -> bool:
+    m = rec.get("meta") if isinstance(rec, dict) else None
+    return (isinstance(rec, dict) and isinstance(rec.get("id"), str) and len(rec["id"]) == 24
+            and isinstance(rec.get("rationales"), list) and len(rec["rationales"]) == 1
+            and isinstance(rec["rationales"][0], str) and isinstance(m, dict) and isinstance(m.get("n_tokens"), int))
+
+def open_teacher_cache(path: str | Path) -> tuple[RationaleCache, list[str]]:
+    "(the cache, notes): a corrupt file is moved aside and its good records kept in a fresh one."
+    path = Path(path)
+    try:
+        cache = RationaleCache(path)
+        if all(_good_teacher_record(cache.record(i)) for i in cache.done_ids()): return cache, []
+        problem = "records that are not teacher rationales"
+    except RationaleError as e:
+        problem = str(e)
+    good = []
+    for line in path.read_bytes().split(b"\n"):
+        try: rec = json.loads(line)
+        except ValueError: continue
+        if _good_teacher_record(rec): good.append(rec)
+    bad = path.with_name(path.name + ".corrupt")
+    path.replace(bad)
+    fresh = RationaleCache(path)
+    for rec in good: fresh.add(rec["id"], rec["rationales"], rec.get("source", ""), **rec["meta"])
+    return fresh, [f"teacher cache {path.name} was corrupt ({problem}); kept {len(good)} good records, "
+                   f"moved the file to {bad.name}, the rest is decoded again"]
+
+def teacher_rationales(examples: Sequence[dict], load_teacher, cache_path: str | Path, dataset: str,
+                       decoding: str, counterfactual: bool = False, seed: int = 0, max_new_tokens: int = 128,
+                       batch_size: int = 16, stop_at_eos: bool = False, chunk: int = 64) -> tuple[dict, dict]:
+    "({example id: rationale}, info) from the cache, decoding the missing ones; `load_teacher()` -> (model, tok), called only then."
+    if decoding not in DECODINGS: raise ConfigError(f"decoding={decoding!r}: must be one of {DECODINGS}")
+    tpl = load_prompt(dataset)
+    keys = [teacher_key(*decoding_prompts(tpl, e, decoding, counterfactual, seed)) for e in examples]
+    cache_path = Path(cache_path)
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache_path) + ".lock"):   # two sweep workers on one cache: the second waits, then reads
+        cache, notes = open_teacher_cache(cache_path)
+        todo = [(e, k) for e, k in zip(examples, keys) if k not in cache.done_ids()]
+        todo = list({k: (e, k) for e, k in todo}.values())   # a repeated question is decoded once
+        t0, src = time.perf_counter(), None
+        for s in range(0, len(todo), chunk):
+            if src is None:
+                m, tok = load_teacher()
+                src = ContrastiveTeacher(m, tok, dataset, decoding, counterfactual, seed, max_new_tokens, batch_size,
+                                         stop_at_eos=stop_at_eos)
+            part = todo[s:s + chunk]
+            for (e, k), ids in zip(part, src.decode_ids([e for e, _ in part])):
+                cache.add(k, [src.text(ids)], source=src.name, n_tokens=len(ids), hit_limit=len(ids) >= max_new_tokens,
+                          example_id=str(e["id"]))
+    info = {"decoded": len(todo), "cached": len(examples) - len(todo), "seconds": round(time.perf_counter() - t0, 1),
+            "notes": notes, "path": str(cache_path)}
+    return {str(e["id"]): cache.get(k)[0] for e, k in zip(examples, keys)}, \
+        {**info, "records": {str(e["id"]): cache.record(k)["meta"] for e, k in zip(examples, keys)}}
+
+# %% ../nbs/22_scott.ipynb #de0a1f3b
 def student_input(ex: dict, kind: str = "factual", tags: bool = True) -> str:
     "The student's encoder input."
     q = ex["question"]
@@ -231,11 +330,32 @@ def scott_loss(alpha: float = 0.5):
         return (1 - alpha) * lf + alpha * lc, {"loss_factual": lf.detach(), "loss_counterfactual": lc.detach()}
     return loss_fn
 
-def pair_counterfactuals(factual: Sequence[dict], counterfactual: Sequence[dict], seed: int = 0) -> list[dict]:
-    "Attach a counterfactual example (cf_* keys) to every factual one, from a seeded shuffle, recycled when short."
+def pair_counterfactuals(factual: Sequence[dict], counterfactual: Sequence[dict], seed: int = 0,
+                         epoch: int = 0) -> list[dict]:
+    "Attach a counterfactual example (cf_* keys) to every factual one, from a shuffle seeded by (seed, epoch), recycled when short."
     if not counterfactual: return list(factual)
-    perm = list(range(len(counterfactual))); random.Random(seed).shuffle(perm)
+    perm = list(range(len(counterfactual))); random.Random(seed + 1_000_003 * epoch).shuffle(perm)
     return [{**f, **{f"cf_{k}": v for k, v in counterfactual[perm[i % len(perm)]].items()}} for i, f in enumerate(factual)]
+
+class CounterfactualPairs(SequenceABC):
+    "The training rows: factual rows with a counterfactual attached, re-paired every epoch (`resample`) or once."
+    def __init__(self, factual: Sequence[dict], counterfactual: Sequence[dict], seed: int = 0, resample: bool = True):
+        self.factual, self.counterfactual, self.seed, self.resample = list(factual), list(counterfactual), seed, resample
+        self.epoch = -1
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        "Pair for `epoch` (the training engine calls this before each epoch); without `resample`, epoch 0's pairing stays."
+        e = epoch if self.resample else 0
+        if e != self.epoch: self.rows, self.epoch = pair_counterfactuals(self.factual, self.counterfactual, self.seed, e), e
+
+    def __len__(self) -> int: return len(self.rows)
+    def __getitem__(self, i): return self.rows[i]
+
+def explanation_rows(examples: Sequence[dict], rationales: dict[str, list[str]], limit: int = 5) -> list[tuple[dict, str]]:
+    "(example, rationale) training pairs: the first `limit` rationales of each example (none: the example is left out)."
+    if limit < 1: raise ConfigError(f"parameter max_explanations={limit!r}: must be >= 1")
+    return [(e, r) for e in examples for r in (rationales.get(e["id"]) or [])[:limit]]
 
 # %% ../nbs/22_scott.ipynb #149e423c
 @torch.no_grad()
@@ -277,10 +397,13 @@ def forced_rationale_preds(model, tok, examples: Sequence[dict], rationales: Seq
 # %% ../nbs/22_scott.ipynb #598390fb
 SCOTT_PRESETS = {
     "smoke": dict(model="tiny-t5", lr=3e-3, epochs=30, batch_size=16, max_source_len=128, max_target_len=48),
-    "cpu": dict(CPU_BUDGET, teacher="tiny-gpt2"),
+    "cpu": dict(CPU_BUDGET, teacher="smollm2-135m"),   # or gemma3-270m: chosen on validation, sweeps/scott_select.yaml
     "paper": dict(model="t5-3b", optimizer="adafactor", lr=3e-5, epochs=10, batch_size=16, max_source_len=128,
                   max_target_len=128, warmup_ratio=0.06, early_stopping_patience=2),
 }
+
+TEACHER_FIELDS = ("teacher", "max_rationale_tokens", "simulator", "sim_epochs", "sim_lr", "n_boot", "teacher_batch_size",
+                  "stop_at_eos", "data_options")
 
 @dataclass
 class ScottConfig(MethodConfig):
@@ -297,9 +420,13 @@ class ScottConfig(MethodConfig):
     n_boot: int = 1000                # bootstrap samples of LAS's CI
     perturb_fraction: float = 0.5     # the share of rationale tokens perturbed
     teacher_batch_size: int = 16
+    stop_at_eos: bool = False         # teacher decoding stops at EOS (False: the authors' loop, EOS decoded past and dropped)
+    cf_resample: bool = True          # re-draw the counterfactual pairing every epoch (the authors'); False: one pairing
+    max_explanations: int = 5         # train on up to this many rationales per question (the authors' 5); 1: the first
     data_options: dict = field(default_factory=dict)   # keyword arguments of the dataset's loader
     methods = METHODS
     presets = SCOTT_PRESETS
+    method_fields = {"scott_teacher": TEACHER_FIELDS}   # the teacher-side run has no student settings
 
     def __post_init__(self):   # the settings that may be None ("the scale's") are typed here
         for k, typ in (("max_rationale_tokens", int), ("sim_epochs", int), ("sim_lr", float)):
@@ -320,10 +447,14 @@ class ScottConfig(MethodConfig):
                               f"not rationales={self.rationales!r}")
         if not isinstance(self.data_options, dict):
             raise ConfigError(f"parameter data_options={self.data_options!r}: must be a mapping")
+        if isinstance(self.max_explanations, bool) or not isinstance(self.max_explanations, int) or self.max_explanations < 1:
+            raise ConfigError(f"parameter max_explanations={self.max_explanations!r}: must be an integer >= 1")
 
 CONFIG = ScottConfig
 FLAGS = ScottConfig.defaults()
 SMOKE = {"train": 64, "dev": 16, "test": 48, "max_rationale_tokens": 16}   # simulator and LAS: faithfulness.FAITHFULNESS
+
+_BOOL_FLAGS = ("counterfactual", "tags", "stop_at_eos", "cf_resample")
 
 def _bool(name: str, v) -> bool:
     if isinstance(v, bool): return v
@@ -334,9 +465,9 @@ def _bool(name: str, v) -> bool:
 
 def scott_flags(cfg: RunConfig) -> dict:
     "The run's own settings, checked (also for a config built directly), with the scale's values for those left None."
-    flags = {k: _bool(k, v) if k in ("counterfactual", "tags") else v for k, v in cfg.flags.items()}
+    flags = {k: _bool(k, v) if k in _BOOL_FLAGS else v for k, v in cfg.flags.items()}
     f = ScottConfig.resolve(**{**cfg.to_dict(), "flags": flags}).flags   # every field is given: the preset fills nothing
-    if cfg.dataset not in PROMPT_FILES and f["rationales"] in DECODINGS:
+    if cfg.dataset not in PROMPT_FILES and f.get("rationales", DECODINGS[0]) in DECODINGS:
         raise ConfigError(f"dataset={cfg.dataset!r}: no SCOTT teacher prompt; known: {', '.join(PROMPT_FILES)}")
     smoke = cfg.scale == "smoke"
     f["max_rationale_tokens"] = int(f["max_rationale_tokens"] or (SMOKE["max_rationale_tokens"] if smoke else 128))
@@ -347,52 +478,80 @@ def scott_flags(cfg: RunConfig) -> dict:
     return f
 
 # %% ../nbs/22_scott.ipynb #d59d1664
-def _dataset_rationales(examples, source: str) -> dict[str, str]:
-    if source == "none": return {e["id"]: "" for e in examples}
-    if source == "human": return {e["id"]: e["rationale"] for e in examples if e["rationale"]}
-    return {e["id"]: e["llm_rationales"][0] for e in examples if e["llm_rationales"]}   # gpt3
+def _dataset_rationales(examples, source: str) -> dict[str, list[str]]:
+    "Every rationale the dataset has per question (gpt3: StrategyQA's up to 5 GPT-3 rationales)."
+    if source == "none": return {e["id"]: [""] for e in examples}
+    if source == "human": return {e["id"]: [e["rationale"]] for e in examples if e["rationale"]}
+    return {e["id"]: [r for r in e["llm_rationales"] if r.strip()] for e in examples if e["llm_rationales"]}   # gpt3
 
-def _teacher_rationales(examples, f: dict, cfg: RunConfig, split: str, tmodel, counterfactual: bool = False):
-    src = ContrastiveTeacher(tmodel[0], tmodel[1], cfg.dataset, f["rationales"], counterfactual, cfg.seed,
-                             f["max_rationale_tokens"], f["teacher_batch_size"])
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{f['teacher']}")
-    path = (cfg.out_path / "rationales" / f"scott-{cfg.dataset}-{split}-{slug}-{f['rationales']}"
-            f"{'-cf' if counterfactual else ''}-s{cfg.seed}-t{f['max_rationale_tokens']}.jsonl")
-    got = generate_rationales(list(examples), src, path, n=1, batch_size=max(64, f["teacher_batch_size"]))
-    return {k: v[0] for k, v in got.items()}, str(path)
+def teacher_cache_dir(cfg: RunConfig) -> Path:
+    "Where a run's teacher rationales are cached: `<output_dir>/rationales/` (shared by every seed and student)."
+    return cfg.out_path / "rationales"
+
+def _teacher(f: dict, cfg: RunConfig, examples, load_teacher, decoding: str | None = None,
+             counterfactual: bool = False) -> tuple[dict[str, list[str]], dict]:
+    d = decoding or f["rationales"]
+    path = teacher_cache_path(teacher_cache_dir(cfg), cfg.dataset, f["teacher"], d, counterfactual,
+                              f["max_rationale_tokens"], f["stop_at_eos"])
+    got, info = teacher_rationales(list(examples), load_teacher, path, cfg.dataset, d, counterfactual, cfg.seed,
+                                   f["max_rationale_tokens"], f["teacher_batch_size"], f["stop_at_eos"])
+    return {k: [v] for k, v in got.items()}, info
+
+def _lazy_teacher(name: str):
+    "A loader of the teacher LM that loads it at most once, and only when called."
+    from knife_repro.models import load_causal
+    box = []
+    def load():
+        if not box: box.append(load_causal(name, seed=0))
+        return box[0]
+    return load
+
+def _splits(cfg: RunConfig, dd) -> tuple[str, str, list, list, list, list[str]]:
+    "(selection split, reported split, train, dev, test, notes) at the run's caps."
+    sel, rep = eval_splits(dd, cfg.report_split)
+    smoke = cfg.scale == "smoke"
+    n_tr = cfg.max_train_samples if cfg.max_train_samples > 0 else (SMOKE["train"] if smoke else -1)
+    n_ev = cfg.max_eval_samples if cfg.max_eval_samples > 0 else (SMOKE["test"] if smoke else -1)
+    n_dev = SMOKE["dev"] if smoke and cfg.max_eval_samples <= 0 else dev_cap(cfg, n_ev)
+    tr = list(subsample(dd["train"], n_tr, cfg.train_fraction, cfg.seed))
+    dev = list(subsample(dd[sel], n_dev, 1.0, cfg.seed))
+    test = list(subsample(dd[rep], n_ev, 1.0, cfg.seed))
+    notes = [f"train {len(tr)} (of {len(dd['train'])}), model selection on {sel} ({len(dev)}), "
+             f"reported on {rep} ({len(test)})"]
+    if rep == sel: notes.append(f"{rep} is both the model-selection and the reported split"
+                                + ("" if cfg.report_split == "validation" else " (no labelled test split)"))
+    return sel, rep, tr, dev, test, notes
 
 def run(cfg: RunConfig, force: bool = False) -> dict:
     "One complete SCOTT run (teacher rationales, student training, evaluation); writes and returns its run record."
     from knife_repro.data import load as load_data
-    from knife_repro.models import load_causal, load_lm
+    from knife_repro.models import load_lm
     if cfg.method not in METHODS: raise ConfigError(f"method={cfg.method!r}: SCOTT handles {METHODS}")
+    if cfg.method == "scott_teacher": return teacher_run(cfg, force)
     f = scott_flags(cfg)
     if not force and (rec := find_run(cfg)): return rec
-    timings, notes = {}, []
+    timings = {}
     seed_everything(cfg.seed)
     with timed(timings, "load_s"):
         dd = load_data(cfg.dataset, **f["data_options"])
-    sel, rep = eval_splits(dd)
-    smoke = cfg.scale == "smoke"
-    n_tr = cfg.max_train_samples if cfg.max_train_samples > 0 else (SMOKE["train"] if smoke else -1)
-    n_ev = cfg.max_eval_samples if cfg.max_eval_samples > 0 else (SMOKE["test"] if smoke else -1)
-    tr = list(subsample(dd["train"], n_tr, cfg.train_fraction, cfg.seed))
-    dev = list(subsample(dd[sel], SMOKE["dev"] if smoke and cfg.max_eval_samples <= 0 else n_ev, 1.0, cfg.seed))
-    test = list(subsample(dd[rep], n_ev, 1.0, cfg.seed))
-    notes.append(f"train {len(tr)} (of {len(dd['train'])}), model selection on {sel} ({len(dev)}), "
-                 f"reported on {rep} ({len(test)})")
-    if rep == sel: notes.append(f"no labelled test split: {rep} is both the model-selection and the reported split")
+    sel, rep, tr, dev, test, notes = _splits(cfg, dd)
     src = f["rationales"]
     with timed(timings, "teacher_s"):
         if src in DECODINGS:
-            tm = load_causal(f["teacher"], seed=0)
-            R = {s: _teacher_rationales(d, f, cfg, s, tm)[0] for s, d in (("train", tr), (sel, dev), (rep, test))}
-            Rcf = _teacher_rationales(tr, f, cfg, "train", tm, counterfactual=True)[0] if f["counterfactual"] else {}
-            del tm
+            load_teacher = _lazy_teacher(f["teacher"])
+            R, Rcf, tinfo = {}, {}, []
+            for s, d in (("train", tr), (sel, dev), (rep, test)):
+                R[s], i = _teacher(f, cfg, d, load_teacher); tinfo.append(i)
+            if f["counterfactual"]:
+                Rcf, i = _teacher(f, cfg, tr, load_teacher, counterfactual=True); tinfo.append(i)
+            notes += [n for i in tinfo for n in i["notes"]]
+            notes.append(f"teacher {f['teacher']}: {sum(i['decoded'] for i in tinfo)} rationales decoded in "
+                         f"{sum(i['seconds'] for i in tinfo):.0f} s, {sum(i['cached'] for i in tinfo)} from the cache")
+            del load_teacher
         else:
             R = {s: _dataset_rationales(d, src) for s, d in (("train", tr), (sel, dev), (rep, test))}
             Rcf = {}
-    missing = len(tr) - sum(e["id"] in R["train"] for e in tr)
+    missing = len(tr) - sum(bool(R["train"].get(e["id"])) for e in tr)
     if missing: notes.append(f"{missing} training questions have no {src} rationale and were left out")
     student, tok = load_lm(cfg.model, seed=cfg.seed)
     causal = is_causal(student)
@@ -400,10 +559,12 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
     enc = lambda e, r, a, k: encode_student(tok, e, r, a, k, f["tags"], cfg.max_source_len, cfg.max_target_len, start,
                                             causal)
     if causal: notes.append(f"decoder-only student: prompt = student input + {CAUSAL_SEP!r}, target after it")
-    fact = [enc(e, R["train"][e["id"]], e["answer"], "factual") for e in tr if e["id"] in R["train"]]
-    cf = [enc(e, Rcf[e["id"]], wrong_answer(e, cfg.seed), "counterfactual") for e in tr if e["id"] in Rcf]
-    data = pair_counterfactuals(fact, cf, cfg.seed)
-    dev_data = [enc(e, R[sel][e["id"]], e["answer"], "factual") for e in dev if e["id"] in R[sel]]
+    k = f["max_explanations"]   # the authors' up-to-5 rationales per question (a teacher decoding has one)
+    fact = [enc(e, r, e["answer"], "factual") for e, r in explanation_rows(tr, R["train"], k)]
+    cf = [enc(e, r, wrong_answer(e, cfg.seed), "counterfactual") for e, r in explanation_rows(tr, Rcf, k)]
+    data = CounterfactualPairs(fact, cf, cfg.seed, resample=f["cf_resample"])
+    dev_data = [enc(e, r, e["answer"], "factual") for e, r in explanation_rows(dev, R[sel], k)]
+    if len(fact) != len(tr) - missing: notes.append(f"{len(fact)} factual training rows (up to {k} rationales per question)")
     out_dir = cfg.out_path / "checkpoints" / cfg.run_id
     with timed(timings, "train_s"):
         res = train({"student": student}, scott_loss(f["alpha"] if f["counterfactual"] else 0.0), data, cfg,
@@ -416,9 +577,9 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
         preds = [g["pred"] for g in gens]
         metrics = accuracy(preds, golds)
         metrics["invalid"] = sum(p is None for p in preds) / max(len(preds), 1)
-        ok = [i for i, e in enumerate(test) if e["id"] in R[rep] and R[rep][e["id"]]]
-        if ok:
-            o = forced_rationale_preds(student, tok, [test[i] for i in ok], [R[rep][test[i]["id"]] for i in ok],
+        ok = [i for i, e in enumerate(test) if R[rep].get(e["id"]) and R[rep][e["id"]][0]]
+        if ok:   # the oracle: the first rationale of each question
+            o = forced_rationale_preds(student, tok, [test[i] for i in ok], [R[rep][test[i]["id"]][0] for i in ok],
                                        f["tags"], cfg.max_source_len)
             metrics.update({f"oracle_{k}": v for k, v in accuracy(o, [golds[i] for i in ok]).items()})
     def outputs(exs):   # the student's own rationales and answers, in SCOTT's format
@@ -441,3 +602,75 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
 def scott_config(scale: str = "smoke", **params) -> RunConfig:
     "A SCOTT RunConfig: the scale's preset (`SCOTT_PRESETS`) under `params` (None: the preset's); bad names or values raise."
     return ScottConfig.resolve(method="scott", scale=scale, **params)
+
+# %% ../nbs/22_scott.ipynb #9f2251d0
+def teacher_side_metrics(cfg: RunConfig, train: Sequence[dict], test: Sequence[dict], R_train: dict, R_test: dict,
+                         meta: dict, f: dict) -> dict:
+    "One decoding's teacher-side measures: `faithfulness.gold_support` (the shared simulator and LAS), and length."
+    rows = lambda exs, R: [{**e, "rationale": R[e["id"]][0]} for e in exs]
+    out = gold_support(cfg, rows(train, R_train), rows(test, R_test),
+                       **{k: f[k] for k in ("simulator", "n_boot", "sim_epochs", "sim_lr")})
+    n_tok = [meta[e["id"]]["n_tokens"] for e in test]
+    return {**out, "mean_tokens": sum(n_tok) / max(len(n_tok), 1),
+            "hit_limit": sum(meta[e["id"]]["hit_limit"] for e in test) / max(len(test), 1)}
+
+def teacher_run(cfg: RunConfig, force: bool = False) -> dict:
+    "The teacher-side measures of every decoding (method scott_teacher); writes and returns its run record."
+    from knife_repro.data import load as load_data
+    f = scott_flags(cfg)
+    if not force and (rec := find_run(cfg)): return rec
+    timings = {}
+    seed_everything(cfg.seed)
+    with timed(timings, "load_s"):
+        dd = load_data(cfg.dataset, **f["data_options"])
+    sel, rep, tr, _, test, notes = _splits(cfg, dd)
+    load_teacher = _lazy_teacher(f["teacher"])
+    metrics = {}
+    side = {e["id"]: {"id": e["id"], "question": e["question"], "gold": e["answer"]} for e in test}
+    for d in DECODINGS:
+        t0 = time.perf_counter()
+        (Rtr, itr), (Rte, ite) = _teacher(f, cfg, tr, load_teacher, d), _teacher(f, cfg, test, load_teacher, d)
+        timings[f"teacher_{d}_s"] = round(time.perf_counter() - t0, 1)
+        notes += itr["notes"] + ite["notes"]
+        notes.append(f"{d}: {itr['decoded'] + ite['decoded']} rationales decoded in {itr['seconds'] + ite['seconds']:.0f} s, "
+                     f"{itr['cached'] + ite['cached']} from the cache")
+        with timed(timings, f"simulator_{d}_s"):
+            m = teacher_side_metrics(cfg, tr, test, Rtr, Rte, ite["records"], f)
+        metrics.update({f"{d}_{k}": v for k, v in m.items()})
+        for e in test: side[e["id"]].update({d: Rte[e["id"]][0], f"{d}_tokens": ite["records"][e["id"]]["n_tokens"]})
+    metrics["n"] = len(test)
+    notes.append(f"simulator {f['simulator']} ({f['sim_epochs']} epochs, lr {f['sim_lr']}) trained per decoding on the "
+                 f"{len(tr)} training questions' rationales with the gold label as target")
+    write_run_record(cfg, metrics, timings=timings, notes=notes, flags_resolved=dict(f), examples=list(side.values()))
+    return find_run(cfg)
+
+TEACHER_COLUMNS = {"rationale_alone_gold": "rationale alone → gold (%)", "las_gold": "LAS w.r.t. gold",
+                   "mean_tokens": "mean length (tokens)", "hit_limit": "cut at the limit (%)"}
+
+def teacher_table(records: Sequence[dict]) -> "pd.DataFrame":
+    "One row per (dataset, teacher, decoding) of scott_teacher records: the teacher-side measures (mean over records)."
+    import pandas as pd
+    rows = []
+    for r in records:
+        if r["config"]["method"] != "scott_teacher": continue
+        fl, m = r["config"]["flags"], r["metrics"]
+        for d in DECODINGS:
+            if f"{d}_las_gold" not in m: continue
+            rows.append({"dataset": r["config"]["dataset"], "teacher": fl["teacher"], "split": r["config"]["report_split"],
+                         "decoding": d, "n": m["n"], **{lab: m[f"{d}_{k}"] * (100 if k in ("rationale_alone_gold", "hit_limit") else 1)
+                                                        for k, lab in TEACHER_COLUMNS.items()},
+                         "LAS CI": f"[{m[f'{d}_las_gold_ci_low']:.1f}, {m[f'{d}_las_gold_ci_high']:.1f}]"})
+    cols = ["dataset", "teacher", "split", "decoding", "n", *TEACHER_COLUMNS.values(), "LAS CI"]
+    if not rows: return pd.DataFrame(columns=cols)
+    t = pd.DataFrame(rows)
+    num = [c for c in cols if c not in ("dataset", "teacher", "split", "decoding", "LAS CI")]
+    t = t.groupby(["dataset", "teacher", "split", "decoding"], sort=False).agg(
+        {**{c: "mean" for c in num}, "LAS CI": "first"}).reset_index()
+    return t[cols].round(1)
+
+def teacher_examples(record: dict, k: int = 3, width: int = 160) -> "pd.DataFrame":
+    "The first `k` reported questions of a scott_teacher record with their three rationales side by side."
+    import pandas as pd
+    cut = lambda t: t if len(t) <= width else t[:width - 1] + "…"
+    return pd.DataFrame([{"question": cut(x["question"]), "gold": x["gold"], **{d: cut(x[d]) for d in DECODINGS}}
+                         for x in record["examples"][:k]])

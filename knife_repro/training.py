@@ -408,6 +408,7 @@ def _patience_spent(r: _Run) -> bool:
 def _epoch(r: _Run, bar) -> bool:
     "The rest of the current epoch from `st.batch_in_epoch`; True when the run is done (budget or patience)."
     cfg, opts, st = r.cfg, r.opts, r.st
+    if hasattr(r.train_data, "set_epoch"): r.train_data.set_epoch(st.epoch)   # e.g. a per-epoch pairing
     batches = length_grouped_batches(r.lengths, cfg.batch_size, cfg.seed, st.epoch, group=opts.group_by_length,
                                      rank=r.acc.process_index, world=r.acc.num_processes)
     micro, logs_acc = 0, {}

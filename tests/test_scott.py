@@ -334,7 +334,7 @@ def test_cli_and_notebook_resolve_the_same_run(scale, tmp_path):
                                "alpha=0.25", "rationales=greedy", "counterfactual=true"])
     assert cli.to_dict() == nb.to_dict() and cli.run_id == nb.run_id
     assert (nb.flags["alpha"], nb.flags["rationales"], nb.flags["counterfactual"], nb.flags["teacher"]) == \
-        (0.25, "greedy", True, "tiny-gpt2")
+        (0.25, "greedy", True, "smollm2-135m" if scale == "cpu" else "tiny-gpt2")   # cpu: a pretrained teacher (issue 17)
     # the scale's preset, by hand from the former SCALE_SETTINGS and the notebook's model comments
     expect = {"smoke": ("tiny-t5", "adamw", 3e-3, 30, 16, 128, 48, 0),
               "cpu": ("smollm2-135m", "adamw", 3e-5, 1, 8, 256, 128, 0),
@@ -347,7 +347,7 @@ def test_cpu_preset_is_the_shared_budget():
     from knife_repro.core import CPU_BUDGET
     c = _notebook("cpu", dataset="strategyqa")
     assert {k: getattr(c, k) for k in CPU_BUDGET} == CPU_BUDGET and c.model == "smollm2-135m"
-    assert c.flags["teacher"] == "tiny-gpt2" and c.flags["max_rationale_tokens"] is None   # the scale's, at run time
+    assert c.flags["teacher"] == "smollm2-135m" and c.flags["max_rationale_tokens"] is None   # the scale's, at run time
     assert scott_flags(c)["max_rationale_tokens"] == 128 and scott_flags(_notebook("smoke", dataset="strategyqa"))["max_rationale_tokens"] == 16
 
 
@@ -369,3 +369,252 @@ def test_bad_own_flag_raises_config_error_naming_it(bad, name):
         ScottConfig.resolve(method="scott", dataset="strategyqa", **bad)
     with pytest.raises(ConfigError, match=name):
         config_from_args(["--set", "method=scott", *(f"{k}={v}" for k, v in bad.items())])
+
+
+# --- fidelity flags (issue 17): each the authors' behaviour by default ---------------------------
+
+from types import SimpleNamespace
+
+from knife_repro.scott import (CounterfactualPairs, decoding_prompts, explanation_rows, open_teacher_cache,
+                               stop_token_ids, teacher_cache_path, teacher_key, teacher_rationales)
+
+
+class MarkovLM(torch.nn.Module):
+    "A stand-in causal LM whose next token is NEXT[last token] (logit 10, all others 0), with the HF call signature."
+    def __init__(self, nxt: dict, vocab: int, default: int):
+        super().__init__()
+        table = torch.full((vocab,), default, dtype=torch.long)
+        for a, b in nxt.items(): table[a] = b
+        self.table, self.vocab = table, vocab
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.config = SimpleNamespace(n_positions=4096, _name_or_path="markov")
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=True,
+                logits_to_keep=0):
+        logits = torch.nn.functional.one_hot(self.table[input_ids], self.vocab).float() * 10
+        return SimpleNamespace(logits=logits, past_key_values=None)
+
+
+@pytest.fixture(scope="module")
+def markov(gpt2):
+    "A Markov LM on tiny-gpt2's tokenizer: after the prompt it writes w1, EOS, w2, then the blank-line separator."
+    _, tok = gpt2
+    prompt = "Q: Would a pear sink?\nA: The answer is no."
+    last = tok(prompt, add_special_tokens=False).input_ids[-1]
+    sep, eos = stop_token_ids(tok)[0], tok.eos_token_id
+    w1, w2, filler = (tok(" " + w, add_special_tokens=False).input_ids[0] for w in ("pears", "float", "zz"))
+    assert len({last, sep, eos, w1, w2, filler}) == 6 and stop_token_ids(tok, eos=True) == sorted({sep, eos})
+    m = MarkovLM({last: w1, w1: eos, eos: w2, w2: sep}, len(tok), filler)
+    return m, tok, prompt, (w1, eos, w2, sep)
+
+
+@pytest.mark.parametrize("contrast", [False, True])
+def test_teacher_decoding_runs_past_eos_like_the_official_loop(markov, contrast):
+    m, tok, prompt, (w1, eos, w2, sep) = markov
+    N = [prompt.replace("no.", "yes.")] if contrast else None
+    authors = contrastive_decode(m, tok, [prompt], N, max_new_tokens=10)[0]
+    ours = contrastive_decode(m, tok, [prompt], N, max_new_tokens=10, stop_at_eos=True)[0]
+    assert authors == [w1, eos, w2]                        # EOS is decoded past; the separator stops
+    assert ours == [w1]                                    # stop_at_eos: EOS stops
+    assert contrastive_decode(m, tok, [prompt], N, max_new_tokens=2)[0] == [w1, eos]   # the length limit
+    for flag, want in ((False, authors), (True, ours)):   # the one-question reference follows the same rule
+        ref = contrastive_decode_reference(m, tok, prompt, None if N is None else N[0], max_new_tokens=10, stop_at_eos=flag)
+        assert ref == want
+    t = ContrastiveTeacher(m, tok, "strategyqa", "greedy")
+    assert t.text(authors) == tok.decode([w1, w2]).strip()   # EOS dropped from the text, as the official decode
+
+
+def test_stop_at_eos_flag_reaches_the_teacher(markov, tmp_path):
+    m, tok, _, (w1, eos, w2, sep) = markov
+    ex = dict(id="p", question="Would a pear sink?", choices=["yes", "no"], answer=1)
+    got = {}
+    for flag in (False, True):
+        path = teacher_cache_path(tmp_path, "strategyqa", "markov", "greedy", stop_at_eos=flag)
+        r, info = teacher_rationales([ex], lambda: (m, tok), path, "strategyqa", "greedy", stop_at_eos=flag)
+        got[flag] = (r["p"], info["records"]["p"]["n_tokens"])
+    assert got[False] == (tok.decode([w1, w2]).strip(), 3) and got[True] == (tok.decode([w1]).strip(), 1)
+    assert teacher_cache_path(tmp_path, "d", "t", "greedy", stop_at_eos=True) != teacher_cache_path(tmp_path, "d", "t", "greedy")
+
+
+def test_counterfactual_pairing_is_redrawn_every_epoch():
+    import random
+    fact = [{"id": i} for i in range(6)]
+    cf = [{"id": 10 + i} for i in range(6)]
+    pairs = lambda rows: [(r["id"], r["cf_id"]) for r in rows]
+    cp = CounterfactualPairs(fact, cf, seed=3)
+    seen = []
+    for e in range(4):
+        cp.set_epoch(e)
+        perm = list(range(6)); random.Random(3 + 1_000_003 * e).shuffle(perm)   # the stated rule: seed + 1_000_003·epoch
+        assert pairs(cp) == [(i, 10 + perm[i]) for i in range(6)]
+        assert sorted(c for _, c in pairs(cp)) == list(range(10, 16))            # every counterfactual once per epoch
+        seen.append(pairs(cp))
+    assert len({tuple(p) for p in seen}) > 1
+    fixed = CounterfactualPairs(fact, cf, seed=3, resample=False)
+    for e in range(4):
+        fixed.set_epoch(e)
+        assert pairs(fixed) == seen[0] == pairs(pair_counterfactuals(fact, cf, 3))   # epoch 0's pairing, the old one
+
+
+@pytest.mark.parametrize("resample", [True, False])
+def test_training_engine_redraws_the_pairing_each_epoch(resample):
+    "Through `train`: the (factual, counterfactual) pairs the loss sees change from epoch to epoch only with resampling."
+    from knife_repro.training import TrainOptions, train
+    fact = [{"input_ids": [1, 2], "labels": [1], "fid": i} for i in range(8)]
+    cf = [{"input_ids": [3], "labels": [2], "fid": 100 + i} for i in range(8)]
+    seen = []
+    model = torch.nn.Linear(1, 1)
+    def loss_fn(models, batch):
+        seen.append(list(zip(batch["fid"].tolist(), batch["cf_fid"].tolist())))
+        return (models["m"].weight ** 2).sum(), {}
+    cfg = RunConfig(method="x", dataset="toy", seed=0, scale="smoke", epochs=3, batch_size=4, lr=1e-3)
+    train({"m": model}, loss_fn, CounterfactualPairs(fact, cf, seed=0, resample=resample), cfg,
+          opts=TrainOptions(progress=False))
+    epochs = [sorted(p for b in seen[k:k + 2] for p in b) for k in (0, 2, 4)]   # 2 batches per epoch
+    assert all(sorted(f for f, _ in ep) == list(range(8)) for ep in epochs)
+    assert all(sorted(c for _, c in ep) == list(range(100, 108)) for ep in epochs)
+    if resample: assert epochs[0] != epochs[1] and epochs[1] != epochs[2]
+    else: assert epochs[0] == epochs[1] == epochs[2]
+
+
+def test_up_to_five_explanations_per_question():
+    exs = [dict(id=i, question=i) for i in "abcd"]
+    R = {"a": [f"r{k}" for k in range(1, 8)], "b": ["s1"], "c": [], "d": ["t1", "t2"]}
+    rows = lambda k: [(e["id"], r) for e, r in explanation_rows(exs, R, k)]
+    assert rows(5) == [("a", "r1"), ("a", "r2"), ("a", "r3"), ("a", "r4"), ("a", "r5"), ("b", "s1"), ("d", "t1"), ("d", "t2")]
+    assert rows(1) == [("a", "r1"), ("b", "s1"), ("d", "t1")]
+    with pytest.raises(ConfigError, match="max_explanations"):
+        explanation_rows(exs, R, 0)
+    from knife_repro.scott import ScottConfig, _dataset_rationales
+    with pytest.raises(ConfigError, match="max_explanations"):
+        ScottConfig.resolve(method="scott", dataset="strategyqa", max_explanations=0)
+    gpt3 = _dataset_rationales([{"id": "q", "llm_rationales": ["x1", " ", "x2", "x3", "x4", "x5", "x6"]}], "gpt3")
+    assert gpt3 == {"q": ["x1", "x2", "x3", "x4", "x5", "x6"]}   # every non-empty one; the run keeps the first 5
+
+
+def test_fidelity_flags_default_to_the_authors():
+    from knife_repro.scott import FLAGS
+    assert (FLAGS["stop_at_eos"], FLAGS["cf_resample"], FLAGS["max_explanations"]) == (False, True, 5)
+    f = scott_flags(RunConfig.from_params(method="scott", dataset="strategyqa", stop_at_eos="true", cf_resample="false"))
+    assert (f["stop_at_eos"], f["cf_resample"]) == (True, False)
+
+
+def test_scott_faithfulness_is_the_shared_implementation(monkeypatch):
+    "SCOTT keeps no LAS or perturbation code of its own: the student probes and the teacher side call `faithfulness`."
+    import knife_repro.faithfulness as fa
+    import knife_repro.scott as sc
+    assert sc.rationale_faithfulness is fa.rationale_faithfulness
+    own = [n for n, o in vars(sc).items() if callable(o) and getattr(o, "__module__", "") == sc.__name__]
+    assert not [n for n in own if "las" in n.lower() or "perturb" in n.lower() or "simulat" in n.lower()], own
+    calls = []
+    def fake_las_eval(train_rows, test_rows, cfg, model, n_boot, **kw):
+        calls.append((train_rows, test_rows, model, n_boot, kw))
+        return {"leak_rate": 0.25, "las": 10.0, "las_ci_low": -5.0, "las_ci_high": 20.0, "sim_xe_accuracy": 0.5, "n": 2}
+    monkeypatch.setattr(fa, "las_eval", fake_las_eval)
+    tr = [dict(id="a", question="Qa", choices=["yes", "no"], answer=0)]
+    te = [dict(id="b", question="Qb", choices=["yes", "no"], answer=1), dict(id="c", question="Qc", choices=["yes", "no"], answer=0)]
+    f = dict(simulator="sim", n_boot=7, sim_epochs=2, sim_lr=0.1)
+    assert sc.gold_support is fa.gold_support
+    m = sc.teacher_side_metrics(RunConfig(method="scott_teacher", dataset="strategyqa"), tr, te, {"a": ["Ra"]},
+                                {"b": ["Rb"], "c": ["Rc"]}, {"b": {"n_tokens": 4, "hit_limit": False},
+                                                             "c": {"n_tokens": 8, "hit_limit": True}}, f)
+    (trows, terows, model, n_boot, kw), = calls
+    assert [r["y_hat"] for r in trows + terows] == [0, 1, 0]          # the target is the gold label
+    assert [r["rationale"] for r in terows] == ["Rb", "Rc"] and (model, n_boot, kw) == ("sim", 7, {"epochs": 2, "lr": 0.1})
+    assert m == {"rationale_alone_gold": 0.25, "las_gold": 10.0, "las_gold_ci_low": -5.0, "las_gold_ci_high": 20.0,
+                 "sim_xe_gold": 0.5, "n": 2, "mean_tokens": 6.0, "hit_limit": 0.5}
+
+
+# --- the teacher-rationale cache -----------------------------------------------------------------------
+
+def test_teacher_cache_key_is_the_prompts_not_the_seed_or_split():
+    tpl = load_prompt("strategyqa")
+    ex = EXS[0]
+    k = lambda d, seed=0, t=tpl, e=ex, cf=False: teacher_key(*decoding_prompts(t, e, d, cf, seed))
+    assert k("cd_wrong") == k("cd_wrong", seed=5)                       # binary: the wrong answer is the flip
+    assert len({k("greedy"), k("cd_empty"), k("cd_wrong"), k("cd_wrong", cf=True)}) == 4
+    assert k("greedy", t=tpl.replace("Q:", "Question:")) != k("greedy")  # another template: another key
+    assert k("greedy", e={**ex, "question": "Is a pear a fruit?"}) != k("greedy")
+    mc = dict(id="m", question="Pick", choices=list("uvwxy"), answer=2)
+    assert len({k("cd_wrong", seed=s, e=mc) for s in range(20)}) > 1   # multiple choice: the seeded wrong answer is in the key
+
+
+def test_teacher_cache_resumes_and_rebuilds_when_corrupt(markov, tmp_path):
+    m, tok, _, _ = markov
+    exs = [dict(id=f"q{i}", question=f"Question number {i}?", choices=["yes", "no"], answer=i % 2) for i in range(5)]
+    path = teacher_cache_path(tmp_path, "strategyqa", "markov", "cd_wrong")
+    calls = []
+    class Stop(Exception): pass
+    def crashing():                                        # the run dies after its first chunk was written
+        calls.append(1)
+        class Dying(MarkovLM):
+            n = 0
+            def forward(self, *a, **k):
+                Dying.n += 1
+                if Dying.n > 2: raise Stop
+                return super().forward(*a, **k)
+        d = Dying({}, len(tok), 7); d.table = m.table
+        return d, tok
+    with pytest.raises(Stop):
+        teacher_rationales(exs, crashing, path, "strategyqa", "cd_wrong", max_new_tokens=1, batch_size=2, chunk=2)
+    assert len(path.read_text().splitlines()) == 2         # the first chunk (2 questions) was kept
+    full, info = teacher_rationales(exs, lambda: (m, tok), path, "strategyqa", "cd_wrong", max_new_tokens=1, chunk=2)
+    assert (info["decoded"], info["cached"]) == (3, 2) and len(full) == 5
+    with open(path, "ab") as fh: fh.write(b'{"id": "torn')   # a torn last line: repaired silently
+    again, info = teacher_rationales(exs, lambda: pytest.fail("no decoding needed"), path, "strategyqa", "cd_wrong",
+                                     max_new_tokens=1)
+    assert again == full and info["notes"] == []
+    lines = path.read_text().splitlines()[:5]              # the 5 records (the torn tail is still on disk)
+    path.write_text("\n".join(lines[:2] + ["garbage", '{"id": "x", "rationales": ["r"]}'] + lines[2:]) + "\n")
+    with pytest.raises(Exception):
+        from knife_repro.rationales import RationaleCache
+        RationaleCache(path)                               # the damage is real
+    cache, notes = open_teacher_cache(path)
+    assert len(cache) == 5 and "corrupt" in notes[0] and path.with_name(path.name + ".corrupt").exists()
+    path.write_text("\n".join(lines[:2] + ['{"id": "x", "rationales": ["r"], "meta": {}}'] + lines[2:]) + "\n")
+    fixed, info = teacher_rationales(exs, lambda: pytest.fail("no decoding needed"), path, "strategyqa", "cd_wrong",
+                                     max_new_tokens=1)
+    assert fixed == full and "not teacher rationales" in info["notes"][0]
+
+
+def test_teacher_table_from_records():
+    from knife_repro.scott import teacher_examples, teacher_table
+    def rec(teacher, las_cd):
+        m = {"n": 10}
+        for d, alone, las, tok in (("greedy", 0.5, 2.0, 30.0), ("cd_empty", 0.6, 4.0, 40.0), ("cd_wrong", 0.7, las_cd, 50.0)):
+            m.update({f"{d}_rationale_alone_gold": alone, f"{d}_las_gold": las, f"{d}_las_gold_ci_low": las - 1,
+                      f"{d}_las_gold_ci_high": las + 1, f"{d}_mean_tokens": tok, f"{d}_hit_limit": 0.1})
+        return {"config": {"method": "scott_teacher", "dataset": "creak", "report_split": "validation",
+                           "flags": {"teacher": teacher}}, "metrics": m,
+                "examples": [{"id": "1", "question": "Q" * 300, "gold": 1, "greedy": "g", "cd_empty": "e", "cd_wrong": "w"}]}
+    t = teacher_table([rec("gemma3-270m", 6.0), rec("smollm2-135m", 8.0), {"config": {"method": "scott"}, "metrics": {}}])
+    assert list(t.decoding) == ["greedy", "cd_empty", "cd_wrong"] * 2 and list(t.teacher[:1]) == ["gemma3-270m"]
+    row = t[(t.teacher == "smollm2-135m") & (t.decoding == "cd_wrong")].iloc[0]
+    assert (row["rationale alone → gold (%)"], row["LAS w.r.t. gold"], row["mean length (tokens)"],
+            row["cut at the limit (%)"], row["LAS CI"]) == (70.0, 8.0, 50.0, 10.0, "[7.0, 9.0]")
+    ex = teacher_examples(rec("x", 1.0), k=1, width=20)
+    assert list(ex.columns) == ["question", "gold", "greedy", "cd_empty", "cd_wrong"] and len(ex.question[0]) == 20
+
+
+def test_teacher_cache_waits_for_another_process(markov, tmp_path):
+    "A second process on the same cache waits for the lock, then decodes nothing the first one already wrote."
+    import threading
+    from filelock import FileLock
+    m, tok, _, _ = markov
+    exs = [dict(id=f"q{i}", question=f"Question number {i}?", choices=["yes", "no"], answer=i % 2) for i in range(3)]
+    path = teacher_cache_path(tmp_path, "strategyqa", "markov", "greedy")
+    out = {}
+    lock = FileLock(str(path) + ".lock"); lock.acquire()   # "another process" holds the cache
+    t = threading.Thread(target=lambda: out.update(r=teacher_rationales(exs, lambda: (m, tok), path, "strategyqa",
+                                                                        "greedy", max_new_tokens=2)))
+    t.start(); t.join(0.5)
+    assert t.is_alive() and not path.exists()              # waiting, nothing written
+    from knife_repro.rationales import RationaleCache      # meanwhile the other process writes two questions
+    other = RationaleCache(path)
+    tpl = load_prompt("strategyqa")
+    for e in exs[:2]:
+        other.add(teacher_key(*decoding_prompts(tpl, e, "greedy")), ["by the other"], n_tokens=1, hit_limit=False)
+    lock.release(); t.join(10)
+    rats, info = out["r"]
+    assert not t.is_alive() and (info["decoded"], info["cached"]) == (1, 2)   # it read the cache after the wait
+    assert rats["q0"] == rats["q1"] == "by the other" != rats["q2"]
