@@ -368,3 +368,18 @@ def test_ni_task_file_errors_name_the_file():
     from knife_repro.cd_instructions import load_ni_task
     with pytest.raises(FileNotFoundError, match="task999_nope.json"):
         load_ni_task("task999_nope")
+
+
+def test_addition_pretrained_lm_at_cpu_scale_gets_its_own_settings():
+    from knife_repro.cd_addition import AdditionConfig, SCALES, settings
+    tiny = settings(AdditionConfig.resolve(method="cd_addition", dataset="addition", scale="cpu"))
+    assert tiny == SCALES["cpu"] and tiny.pretrain_steps == 4000 and tiny.scratchpad == "columns"   # unchanged
+    pre = settings(AdditionConfig.resolve(method="cd_addition", dataset="addition", scale="cpu", model="smollm2-135m"))
+    # by hand: no stand-in pre-training, Nye's scratchpad, no position marks, the model's own tokenizer, 3 digits
+    assert (pre.model, pre.pretrain_steps, pre.scratchpad, pre.mark_positions, pre.tokenizer, pre.n_digits) == \
+        ("smollm2-135m", 0, "nye", False, None, 3)
+    two = settings(AdditionConfig.resolve(method="cd_addition", dataset="addition", scale="cpu", model="smollm2-135m",
+                                          n_digits=2))
+    assert two.n_digits == 2 and two.scratchpad == "nye"
+    with pytest.raises(ConfigError, match="n_digits"):
+        AdditionConfig.resolve(method="cd_addition", n_digits=-1)
