@@ -172,8 +172,8 @@ class Settings:
     max_new_tokens: int = 32; gen_batch: int = 128; max_prompt_len: int = 1024
 
 SCALES = {"smoke": Settings(h1_eval=4, h1_distill=4, max_new_tokens=12),
-          "cpu": Settings(model="smollm2-135m", tokenizer=None, tasks="ni", pretrain_steps=0, n_per_op=32, distill_batch=8,
-                          distill_lr=5e-5, distill_epochs=2, n_eval=25, max_new_tokens=16, gen_batch=8),
+          "cpu": Settings(model="smollm2-135m", tokenizer=None, tasks="ni", pretrain_steps=0, n_per_op=24, distill_batch=8,
+                          distill_lr=5e-5, distill_epochs=2, n_eval=20, max_new_tokens=16, gen_batch=8),
           "paper": Settings(model="allenai/tk-instruct-11b-def-pos-neg-expl", tokenizer=None, tasks="ni", pretrain_steps=0,
                             n_per_op=4096, distill_batch=16, distill_lr=1e-5, n_eval=100, h1_eval=100, h1_distill=4096,
                             max_new_tokens=64, gen_batch=16)}
@@ -303,10 +303,11 @@ def _table1_ni(cfg, s, model, tok, rng, loss, decoding, dists, raw, timings):
     draw = lambda pool, n: rng.sample(pool, n) if n <= len(pool) else rng.choices(pool, k=n)
     for dist in dists:
         student = copy.deepcopy(model)
+        D = {k: draw(pools[k] if dist == "naive" else union, s.n_per_op) for k in names}   # D_k, the same for both stages
         for stage, assoc, old in (("student1", assoc1, None), ("student2", assoc2, assoc1)):
             sets = []
             for i, k in assoc.items():
-                xs = draw(pools[k] if dist == "naive" else union, s.n_per_op)
+                xs = D[k]
                 tps = [tprompt(k, x) for x in xs]
                 with timed(timings, "teacher_labels_s"):
                     ans = _labels(teacher, tok, tps, cache, s, decoding, cfg.seed)
