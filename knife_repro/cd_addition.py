@@ -66,7 +66,7 @@ SCALES = {
 }
 
 PRETRAINED_CPU = dict(scratchpad="nye", mark_positions=False, spaced=False, pretrain_steps=0, tokenizer=None,
-                      teacher_steps=64, teacher_batch=8, lr=1e-4, distill_rounds=1, distill_per_round=384,
+                      teacher_steps=48, teacher_batch=8, lr=1e-4, distill_rounds=1, distill_per_round=256,
                       distill_batch=8, distill_lr=1e-4, n_test=200, gen_batch=64)
 
 def settings(cfg: RunConfig) -> Settings:

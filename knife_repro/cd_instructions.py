@@ -172,7 +172,7 @@ class Settings:
     max_new_tokens: int = 32; gen_batch: int = 128; max_prompt_len: int = 1024
 
 SCALES = {"smoke": Settings(h1_eval=4, h1_distill=4, max_new_tokens=12),
-          "cpu": Settings(model="smollm2-135m", tokenizer=None, tasks="ni", pretrain_steps=0, n_per_op=24, distill_batch=8,
+          "cpu": Settings(model="smollm2-135m", tokenizer=None, tasks="ni", pretrain_steps=0, n_per_op=16, distill_batch=8,
                           distill_lr=5e-5, distill_epochs=2, n_eval=20, max_new_tokens=16, gen_batch=8),
           "paper": Settings(model="allenai/tk-instruct-11b-def-pos-neg-expl", tokenizer=None, tasks="ni", pretrain_steps=0,
                             n_per_op=4096, distill_batch=16, distill_lr=1e-5, n_eval=100, h1_eval=100, h1_distill=4096,
