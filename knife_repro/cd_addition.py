@@ -22,8 +22,8 @@ from .qa import lm_loss
 from .training import TrainOptions, pad_collate, train
 
 # %% auto #0
-__all__ = ['METHODS', 'log', 'TEACHER_CUE', 'STUDENT_CUE', 'SCALES', 'CONFIG', 'split_scratchpad', 'operation', 'Settings',
-           'settings', 'AdditionConfig', 'encode', 'fit', 'pairs_of', 'evaluate', 'run']
+__all__ = ['METHODS', 'log', 'TEACHER_CUE', 'STUDENT_CUE', 'SCALES', 'PRETRAINED_CPU', 'CONFIG', 'split_scratchpad', 'operation',
+           'Settings', 'settings', 'AdditionConfig', 'encode', 'fit', 'pairs_of', 'evaluate', 'run']
 
 # %% ../nbs/23a_cd_addition.ipynb #5880d332
 METHODS = ("cd_addition",)
@@ -65,10 +65,19 @@ SCALES = {
                       distill_batch=8, distill_lr=3e-4, n_test=10_000, gen_batch=128),
 }
 
+PRETRAINED_CPU = dict(scratchpad="nye", mark_positions=False, spaced=False, pretrain_steps=0, tokenizer=None,
+                      teacher_steps=48, teacher_batch=8, lr=1e-4, distill_rounds=1, distill_per_round=256,
+                      distill_batch=8, distill_lr=1e-4, n_test=200, gen_batch=64)
+
 def settings(cfg: RunConfig) -> Settings:
-    "The scale's settings with the run's overrides (model, mark_positions, pretrain, scratchpad)."
+    "The scale's settings with the run's overrides (model, a pretrained LM at cpu scale, n_digits, mark_positions, pretrain, scratchpad)."
     s = replace(SCALES[cfg.scale])
     f = cfg.flags
+    if cfg.scale == "cpu" and cfg.model not in ("", "default", "tiny-t5", "small-t5"):
+        s = replace(s, **PRETRAINED_CPU)             # a pretrained LM: no stand-in pre-training, Nye's scratchpad
+    if int(f.get("n_digits") or 0):
+        if int(f["n_digits"]) < 1: raise ValueError(f"n_digits={f['n_digits']!r}: must be >= 1 (0: the scale's)")
+        s.n_digits = int(f["n_digits"])
     if f.get("scratchpad", "") not in ("", None):
         if f["scratchpad"] not in add.SCRATCHPADS:
             raise ValueError(f"scratchpad={f['scratchpad']!r}: must be one of {tuple(add.SCRATCHPADS)}")
@@ -98,6 +107,7 @@ class AdditionConfig(MethodConfig):
     mark_positions: bool | str = "" # "": the scale's; True | False
     pretrain: bool | str = ""       # "": the scale's; True | False: the mixture pre-training stage
     scratchpad: str = ""            # "": the scale's; nye | columns
+    n_digits: int = 0               # 0: the scale's (PRETRAINED_CPU's 3 for a pretrained LM at cpu); else the digit count
     baselines: bool = True          # also Sc->Dir and Sc+Dir at the same budget
     methods = METHODS
     presets = {scale: {"model": "default"} for scale in SCALES}   # "default": the scale's model (`Settings.model`)
@@ -111,6 +121,7 @@ class AdditionConfig(MethodConfig):
             raise ConfigError(f"scratchpad={self.scratchpad!r}: must be one of {tuple(add.SCRATCHPADS)}")
         for k in ("n_samples", "top_k"):
             if getattr(self, k) < 1: raise ConfigError(f"{k}={getattr(self, k)!r}: must be >= 1")
+        if self.n_digits < 0: raise ConfigError(f"n_digits={self.n_digits!r}: must be >= 1 (0: the scale's)")
 
 CONFIG = AdditionConfig
 

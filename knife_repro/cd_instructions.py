@@ -12,19 +12,22 @@ import time
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 
-from .context_distillation import (LOSSES, Operation, distill, freeze, generate, is_causal, simultaneous,
-                                             supervised_row, teacher_labels)
+from .context_distillation import (LOSSES, Operation, distill, encode_example, freeze, generate, is_causal,
+                                             simultaneous, supervised_row, teacher_labels)
 from .core import ConfigError, MethodConfig, RunConfig, find_run, seed_everything, timed, write_run_record
 from .metrics import summarize
 from .qa import lm_loss
 from .training import TrainOptions, pad_collate, train
 
 # %% auto #0
-__all__ = ['METHODS', 'log', 'TASKS', 'VOCAB', 'SCALES', 'CONFIG', 'sample_input', 'answer', 'teacher_prompt', 'id_prompt',
-           'raw_inputs', 'id_operation', 'Settings', 'InstructionsConfig', 'association_scores', 'run']
+__all__ = ['METHODS', 'log', 'TASKS', 'VOCAB', 'NI_DIR', 'TABLE1_TASKS', 'HYP1_TASKS', 'SCALES', 'H1_MAX_NEW', 'DISTRIBUTIONS',
+           'CONFIG', 'sample_input', 'answer', 'teacher_prompt', 'id_prompt', 'raw_inputs', 'id_operation',
+           'load_ni_task', 'ni_split', 'ni_prompt', 'ni_id_prompt', 'first_line', 'ni_exact_match', 'rouge_l',
+           'probe_ids', 'association_scores', 'Settings', 'InstructionsConfig', 'invent_inputs', 'ni_examples',
+           'run_table1', 'run_hypothesis1', 'run']
 
 # %% ../nbs/23c_cd_instructions.ipynb #34ceb788
-METHODS = ("cd_instructions",)
+METHODS = ("cd_instructions", "cd_internalise_instructions")   # Table 1 (Hypothesis 3); Hypothesis 1
 log = logging.getLogger(__name__)
 
 TASKS = {  # name: (instruction, function on a list of tokens, the task's natural input type)
@@ -63,94 +66,200 @@ def id_operation(i: int, task: str) -> Operation:
                      lambda y: ("", y.strip()) if y.strip() else None)
 
 # %% ../nbs/23c_cd_instructions.ipynb #6ea2c1af
+NI_DIR = "natural_instructions"
+TABLE1_TASKS = {"copa": "task1393_superglue_copa_text_completion", "metawoz": "task1394_meta_woz_task_classification",
+                "tweetqa": "task242_tweetqa_classification", "rocstories": "task220_rocstories_title_classification"}
+HYP1_TASKS = ("task1152_bard_analogical_reasoning_causation", "task121_zest_text_modification", "task890_gcwd_classification",
+              "task1664_winobias_text_generation", "task1557_jfleg_answer_generation",
+              "task880_schema_guided_dstc8_classification", "task288_gigaword_summarization",
+              "task957_e2e_nlg_text_generation_generate", "task828_copa_commonsense_cause_effect",
+              "task020_mctaco_span_based_question")
+
+def load_ni_task(name: str) -> dict:
+    "One staged NI-V2 task file (`tasks/<name>.json`), checked for the fields the experiments read."
+    import json
+    from knife_repro.core import data_path
+    p = data_path(NI_DIR, "tasks", f"{name}.json")
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such NI-V2 task file (task={name!r}); staged: "
+                                + ", ".join(sorted(q.stem for q in p.parent.glob("*.json"))))
+    d = json.loads(p.read_text(encoding="utf-8"))
+    for k in ("Definition", "Positive Examples", "Negative Examples", "Instances"):
+        if k not in d: raise ValueError(f"{p}: missing field {k!r}")
+    return d
+
+def ni_split(task: dict, n_eval: int) -> tuple[list[dict], list[dict]]:
+    "(held-out, rest) instances: the first `n_eval` by a hash of the instance id (the same for every seed)."
+    import hashlib
+    inst = sorted(task["Instances"], key=lambda r: hashlib.sha256(r["id"].encode()).hexdigest())
+    if n_eval >= len(inst): raise ValueError(f"n_eval={n_eval}: the task has only {len(inst)} instances")
+    return inst[:n_eval], inst[n_eval:]
+
+def ni_prompt(task: dict, x: str, n_pos: int = 2, n_neg: int = 2, definition: bool = True) -> str:
+    "NI's 'Definition + positive + negative examples' prompt (Tk-Instruct's layout) for input `x`."
+    parts = [f"Definition: {task['Definition'][0].strip()}"] if definition else []
+    for kind, exs in (("Positive", task["Positive Examples"][:n_pos]), ("Negative", task["Negative Examples"][:n_neg])):
+        parts += [f"{kind} Example {j + 1} -\nInput: {e['input'].strip()}\nOutput: {e['output'].strip()}" for j, e in enumerate(exs)]
+    if not parts: return f"Input: {x.strip()}\nOutput:"
+    return "\n\n".join(parts) + f"\n\nNow complete the following example -\nInput: {x.strip()}\nOutput:"
+
+def ni_id_prompt(i: int, x: str) -> str:
+    "Table 1's student on the real tasks: the task id and the input."
+    return f"[{i}] Input: {x.strip()}\nOutput:"
+
+def first_line(y: str) -> str:
+    "f: the answer is the first non-empty line of a generation."
+    return next((l.strip() for l in (y or "").strip().split("\n") if l.strip()), "")
+
+def _normalize(s: str) -> str:     # NI's (SQuAD's) answer normalisation for exact match
+    import re, string
+    s = "".join(c for c in s.lower() if c not in set(string.punctuation))
+    return " ".join(re.sub(r"\b(a|an|the)\b", " ", s).split())
+
+def ni_exact_match(pred: str, golds: list[str]) -> bool:
+    "Exact match after NI's normalisation against any gold output."
+    return any(_normalize(pred) == _normalize(g) for g in golds)
+
+_ROUGE = []
+def rouge_l(pred: str, golds: list[str]) -> float:
+    "Rouge-L F1 (rouge-score, stemmed, as NI-V2 scores) against the best gold output."
+    if not _ROUGE:
+        from rouge_score import rouge_scorer
+        _ROUGE.append(rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True))
+    return max(_ROUGE[0].score(g, pred)["rougeL"].fmeasure for g in golds)
+
+# %% ../nbs/23c_cd_instructions.ipynb #3005b60b
+def probe_ids(assoc: dict[int, str], task: str, old: dict[int, str] | None = None) -> dict[str, int]:
+    "The ids `task`'s inputs are probed with: correct, wrong (never this task's, if one exists), wrong_old (after an overwrite), wrong_unseen."
+    ids = sorted(assoc)
+    cur = {t: i for i, t in assoc.items()}[task]
+    mine = {cur} | {i for i, t in (old or {}).items() if t == task}
+    after = ids[ids.index(cur) + 1:] + ids[:ids.index(cur)]              # the next ids, cyclically
+    out = {"correct": cur}
+    wrong = next((i for i in after if i not in mine), None)
+    if wrong is not None: out["wrong"] = wrong           # none with 2 tasks after an overwrite: both ids were the task's
+    if old: out["wrong_old"] = {t: i for i, t in old.items()}[task]
+    out["wrong_unseen"] = max([*ids, *(old or {})]) + 1
+    return out
+
+def association_scores(gen, assoc: dict[int, str], evals: dict[str, list[tuple[str, object]]], is_correct,
+                       old: dict[int, str] | None = None, prompt=id_prompt) -> dict:
+    """Accuracy (bootstrap CIs) of an id-prompted student under each probe of `probe_ids`, pooled over tasks, and per task.
+    `gen(prompts) -> outputs`; `evals[t]` = [(input, gold)]; `is_correct(task, output, gold)`."""
+    pooled, per_task = {}, {}
+    for t, items in evals.items():
+        per_task[t] = {}
+        for probe, i in probe_ids(assoc, t, old).items():
+            outs = gen([prompt(i, x) for x, _ in items])
+            sc = [float(is_correct(t, o, g)) for o, (_, g) in zip(outs, items)]
+            pooled.setdefault(probe, []).extend(sc)
+            per_task[t][probe] = sum(sc) / len(sc)
+            per_task[t][f"{probe}_id"] = i
+            per_task[t][f"{probe}_outputs"] = outs
+    return {**{p: summarize(v, "accuracy") for p, v in pooled.items()}, "per_task": per_task}
+
+# %% ../nbs/23c_cd_instructions.ipynb #19ab0e45
 @dataclass
 class Settings:
-    "What a scale fixes for the instruction experiment."
+    "What a scale fixes for the instruction experiments."
     model: str = "tiny-t5"; tokenizer: str | None = "byte"
+    tasks: str = "toy"                       # toy (the templated family) | ni (the staged NI-V2 tasks)
     pretrain_steps: int = 150; pretrain_batch: int = 32; pretrain_lr: float = 1e-3
     n_per_op: int = 64; distill_batch: int = 32; distill_lr: float = 5e-4; distill_epochs: int = 1; n_eval: int = 32
+    t1_pos: int = 2; t1_neg: int = 0         # Table 1's teacher on the NI tasks: definition + examples
+    h1_pos: int = 2; h1_neg: int = 2         # Hypothesis 1's teacher
+    h1_eval: int = 40; h1_distill: int = 60  # Hypothesis 1: held-out instances, raw inputs (at most)
+    max_new_tokens: int = 32; gen_batch: int = 128; max_prompt_len: int = 1024
 
-SCALES = {"smoke": Settings(),
-          "cpu": Settings(pretrain_steps=2000, n_per_op=1024, distill_epochs=2, n_eval=200),
-          "paper": Settings(model="google/t5-large-lm-adapt", tokenizer=None, pretrain_steps=2000, pretrain_batch=16,
-                            pretrain_lr=1e-5, n_per_op=4096, distill_batch=16, distill_lr=1e-5, n_eval=1000)}
+SCALES = {"smoke": Settings(h1_eval=4, h1_distill=4, max_new_tokens=12),
+          "cpu": Settings(model="smollm2-135m", tokenizer=None, tasks="ni", pretrain_steps=0, n_per_op=16, distill_batch=8,
+                          distill_lr=5e-5, distill_epochs=2, n_eval=20, max_new_tokens=16, gen_batch=8),
+          "paper": Settings(model="allenai/tk-instruct-11b-def-pos-neg-expl", tokenizer=None, tasks="ni", pretrain_steps=0,
+                            n_per_op=4096, distill_batch=16, distill_lr=1e-5, n_eval=100, h1_eval=100, h1_distill=4096,
+                            max_new_tokens=64, gen_batch=16)}
+H1_MAX_NEW = {"cpu": 48}                     # Hypothesis 1's generated sentences are longer than Table 1's labels
+
+DISTRIBUTIONS = ("naive", "mixed")
 
 @dataclass
 class InstructionsConfig(MethodConfig):
-    "The run's own settings (its flags), typed and checked; the scale's `Settings` fix the rest."
+    "The run's own settings (its flags), typed and checked; the scale's `Settings` fix the rest (each method reads its own)."
     loss: str = "sampled"           # sampled | exact | topk | hard
     decoding: str = "sample"        # the teacher's decoding: sample (Eq. 1) | greedy
+    tasks: str = ""                 # cd_instructions: "" (the scale's) | toy | ni
+    distributions: str = "naive,mixed"   # cd_instructions: the input distributions run (comma-separated)
+    task: str = HYP1_TASKS[0]       # cd_internalise_instructions: the NI-V2 task
+    raw_inputs: str = "instances"   # NI tasks: instances (the task's non-held-out inputs) | teacher (inputs the teacher invents)
     methods = METHODS
     presets = {scale: {"model": "default"} for scale in SCALES}   # "default": the scale's model (`Settings.model`)
 
     def check(self, method: str) -> None:
         if self.loss not in LOSSES: raise ConfigError(f"loss={self.loss!r}: must be one of {LOSSES}")
         if self.decoding not in ("sample", "greedy"): raise ConfigError(f"decoding={self.decoding!r}: 'sample' or 'greedy'")
+        if self.tasks not in ("", "toy", "ni"): raise ConfigError(f"tasks={self.tasks!r}: '', 'toy' or 'ni'")
+        ds = self.distributions.split(",")
+        if not ds or any(d not in DISTRIBUTIONS for d in ds) or len(set(ds)) < len(ds):
+            raise ConfigError(f"distributions={self.distributions!r}: comma-separated, from {DISTRIBUTIONS}")
+        if self.raw_inputs not in ("instances", "teacher"):
+            raise ConfigError(f"raw_inputs={self.raw_inputs!r}: 'instances' or 'teacher'")
+        if method == "cd_internalise_instructions" and self.task not in HYP1_TASKS + tuple(TABLE1_TASKS.values()):
+            raise ConfigError(f"task={self.task!r}: not a staged NI-V2 task ({', '.join(HYP1_TASKS)})")
 
 CONFIG = InstructionsConfig
 
 def _gen(model, tok, prompts):
     return [o.strip() for o in generate(model, tok, prompts, max_new_tokens=32, batch_size=128)]
 
-def association_scores(model, tok, assoc: dict[int, str], evals: dict[str, list[str]]) -> dict:
-    "Correct- and wrong-association accuracy (bootstrap CIs) of an id-prompted model, averaged over tasks."
-    inv = {t: i for i, t in assoc.items()}
-    ids = sorted(assoc)
-    correct, wrong, per_task = [], [], {}
-    for t, xs in evals.items():
-        gold = [answer(t, x) for x in xs]
-        c = [float(o == g) for o, g in zip(_gen(model, tok, [id_prompt(inv[t], x) for x in xs]), gold)]
-        wid = ids[(ids.index(inv[t]) + 1) % len(ids)]
-        w = [float(o == g) for o, g in zip(_gen(model, tok, [id_prompt(wid, x) for x in xs]), gold)]
-        correct += c; wrong += w
-        per_task[t] = {"correct": sum(c) / len(c), "wrong": sum(w) / len(w)}
-    return {"correct": summarize(correct, "accuracy"), "wrong": summarize(wrong, "accuracy"), "per_task": per_task}
+def _ni_gen(model, tok, prompts, s: Settings, max_new: int | None = None) -> list[str]:
+    return [first_line(o) for o in generate(model, tok, prompts, max_new_tokens=max_new or s.max_new_tokens,
+                                            batch_size=s.gen_batch, max_prompt_len=s.max_prompt_len)]
 
-# %% ../nbs/23c_cd_instructions.ipynb #3005b60b
-def run(cfg: RunConfig, force: bool = False) -> dict:
-    "Teacher, pre-distill and naive/mixed students before and after the overwrite; one run record."
-    from knife_repro.models import load_lm
-    if cfg.method not in METHODS: raise ValueError(f"method={cfg.method!r}: not one of {METHODS}")
-    if cfg.dataset != "instructions": raise ValueError(f"dataset={cfg.dataset!r}: cd_instructions runs on 'instructions'")
-    f = InstructionsConfig.resolve(**cfg.to_dict()).flags   # checked, also for a config built directly
-    loss, decoding = f["loss"], f["decoding"]
-    if not force and (rec := find_run(cfg)): return rec
-    s = replace(SCALES[cfg.scale])
-    if cfg.model not in ("", "default"): s.model = cfg.model
-    if s.model not in ("tiny-t5", "small-t5"): s.tokenizer = None
-    seed_everything(cfg.seed)
-    rng = random.Random(f"instructions/{cfg.seed}")
-    timings, t0 = {}, time.perf_counter()
-    with timed(timings, "load_s"):
-        model, tok = load_lm(s.model, seed=cfg.seed, **({"tokenizer": s.tokenizer} if s.tokenizer else {}))
-    pad = tok.pad_token_id
-    if s.pretrain_steps:
-        with timed(timings, "pretrain_s"):
-            data = []
-            for _ in range(s.pretrain_steps * s.pretrain_batch):
-                t = rng.choice(list(TASKS)); x = sample_input(rng, rng.choice(list(VOCAB)))
-                data.append(supervised_row(tok, teacher_prompt(t, x), answer(t, x), is_causal(model)))
-            train({"student": model}, partial(lm_loss, key="student"), data, cfg.replace(batch_size=s.pretrain_batch, lr=s.pretrain_lr, epochs=1,
-                  max_steps=-1, scheduler="constant", warmup_ratio=0.02), collate=lambda e: pad_collate(e, pad_id=pad),
-                  opts=TrainOptions(log_steps=50))
+def invent_inputs(model, tok, task: dict, n: int, seed: int, s: Settings) -> list[str]:
+    "D by few-shot prompting the teacher: the definition and the example inputs, then 'Input:' sampled n times."
+    ex = [e["input"].strip() for e in task["Positive Examples"] + task["Negative Examples"]]
+    p = f"Definition: {task['Definition'][0].strip()}\n\n" + "".join(f"Input: {x}\n\n" for x in ex) + "Input:"
+    lens = sorted(len(tok(x, add_special_tokens=False).input_ids) for x in ex)
+    outs = generate(model, tok, [p] * n, decoding="sample", max_new_tokens=min(256, 2 * lens[-1] + 8), batch_size=s.gen_batch,
+                    max_prompt_len=s.max_prompt_len, seed=seed)
+    xs = [o.split("\n\nInput:")[0].split("\nOutput:")[0].strip() for o in outs]
+    return [x for x in xs if x]
+
+def _labels(teacher, tok, prompts: list[str], cache: dict, s: Settings, decoding: str, seed: int) -> list[str]:
+    "The teacher's answers f(y) to `prompts`, generated once per prompt (cached)."
+    todo = [p for p in dict.fromkeys(prompts) if p not in cache]
+    if todo:
+        ys = generate(teacher, tok, todo, decoding=decoding, max_new_tokens=s.max_new_tokens, batch_size=s.gen_batch,
+                      max_prompt_len=s.max_prompt_len, seed=seed)
+        cache.update(zip(todo, map(first_line, ys)))
+    return [cache[p] for p in prompts]
+
+def ni_examples(tok, teacher_prompts: list[str], student_prompts: list[str], answers: list[str], causal: bool,
+                s: Settings) -> tuple[list[dict], dict]:
+    "Distillation examples from teacher answers (an empty answer is dropped, counted as malformed)."
+    out = [encode_example(tok, sp, tp, "", " " + a, causal, s.max_prompt_len)
+           for tp, sp, a in zip(teacher_prompts, student_prompts, answers) if a]
+    return out, {"kept": len(out), "malformed": len(answers) - len(out), "n": len(answers)}
+
+# %% ../nbs/23c_cd_instructions.ipynb #18cae054
+def _table1_toy(cfg, s, model, tok, rng, loss, decoding, dists, timings):
     teacher = freeze(model)
     evals = {t: [sample_input(rng, TASKS[t][2]) for _ in range(s.n_eval)] for t in TASKS}   # fresh draws, not used in training
+    items = {t: [(x, answer(t, x)) for x in xs] for t, xs in evals.items()}
+    ok = lambda t, o, g: o == g
     tasks = list(TASKS)
     assoc1 = dict(enumerate(tasks))
-    perm = tasks[1:] + tasks[:1]                                                            # a derangement
-    assoc2 = dict(enumerate(perm))
-    res = {}
+    assoc2 = dict(enumerate(tasks[1:] + tasks[:1]))                                         # a derangement
+    res, counts = {}, {}
     with timed(timings, "eval_s"):
         tc = []
         for t, xs in evals.items():
             tc += [float(o == answer(t, x)) for o, x in zip(_gen(teacher, tok, [teacher_prompt(t, x) for x in xs]), xs)]
         res["teacher"] = {"correct": summarize(tc, "accuracy")}
-        res["pre_distill"] = association_scores(teacher, tok, assoc2, evals)
+        res["pre_distill"] = association_scores(lambda ps: _gen(teacher, tok, ps), assoc2, items, ok, old=assoc1)
     dcfg = cfg.replace(batch_size=s.distill_batch, lr=s.distill_lr, epochs=s.distill_epochs, max_steps=-1, scheduler="constant")
-    counts = {}
-    for dist in ("naive", "mixed"):
+    for dist in dists:
         student = copy.deepcopy(model)
-        for stage, assoc in (("student1", assoc1), ("student2", assoc2)):
+        for stage, assoc, old in (("student1", assoc1, None), ("student2", assoc2, assoc1)):
             with timed(timings, "teacher_labels_s"):
                 sets = []
                 for i, t in assoc.items():
@@ -158,14 +267,162 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
                                             decoding=decoding, max_new_tokens=32, batch_size=128, seed=cfg.seed)
                     sets.append(exs); counts[f"{dist}/{stage}/[{i}]"] = c
             with timed(timings, "distill_s"):
-                distill(student, teacher, simultaneous(*sets), dcfg, loss=loss, pad_id=pad)
+                distill(student, teacher, simultaneous(*sets), dcfg, loss=loss, pad_id=tok.pad_token_id)
             with timed(timings, "eval_s"):
-                res[f"{dist}_{stage}"] = association_scores(student, tok, assoc, evals)
-    timings["total_s"] = round(time.perf_counter() - t0, 1)
-    metrics = {f"{k}_{m}": v[m]["accuracy"] for k, v in res.items() for m in ("correct", "wrong") if m in v}
-    metrics["details"] = res
+                res[f"{dist}_{stage}"] = association_scores(lambda ps: _gen(student, tok, ps), assoc, items, ok, old=old)
     notes = ["offline task family (4 templated transformations, 4 input types) instead of NI-V2; exact match instead of Rouge-L",
+             f"association 1: {assoc1}; after the overwrite: {assoc2}; pre-distill is scored against association 2"]
+    return res, counts, notes
+
+def _table1_ni(cfg, s, model, tok, rng, loss, decoding, dists, raw, timings):
+    causal = is_causal(model)
+    teacher = freeze(model)
+    names = list(TABLE1_TASKS)
+    data = {k: load_ni_task(v) for k, v in TABLE1_TASKS.items()}
+    split = {k: ni_split(d, s.n_eval) for k, d in data.items()}
+    items = {k: [(r["input"], r["output"]) for r in split[k][0]] for k in names}
+    pools = {k: [r["input"] for r in split[k][1]] for k in names}
+    tprompt = lambda k, x: ni_prompt(data[k], x, s.t1_pos, s.t1_neg)
+    ok = lambda t, o, g: ni_exact_match(o, g)
+    gen = lambda m: (lambda ps: _ni_gen(m, tok, ps, s))
+    assoc1 = dict(enumerate(names))
+    assoc2 = dict(enumerate(names[1:] + names[:1]))                                         # a derangement
+    res, counts, cache = {}, {}, {}
+    if raw == "teacher":
+        with timed(timings, "teacher_labels_s"):
+            pools = {k: invent_inputs(teacher, tok, data[k], s.n_per_op, cfg.seed, s) for k in names}
+    with timed(timings, "eval_s"):
+        tc, outs = [], {}
+        for k in names:
+            o = _ni_gen(teacher, tok, [tprompt(k, x) for x, _ in items[k]], s)
+            outs[k] = o; tc += [float(ok(k, a, g)) for a, (_, g) in zip(o, items[k])]
+        res["teacher"] = {"correct": summarize(tc, "accuracy"), "outputs": outs}
+        res["pre_distill"] = association_scores(gen(teacher), assoc2, items, ok, old=assoc1, prompt=ni_id_prompt)
+    dcfg = cfg.replace(batch_size=s.distill_batch, lr=s.distill_lr, epochs=s.distill_epochs, max_steps=-1, scheduler="constant")
+    union = [x for k in names for x in pools[k]]
+    draw = lambda pool, n: rng.sample(pool, n) if n <= len(pool) else rng.choices(pool, k=n)
+    for dist in dists:
+        student = copy.deepcopy(model)
+        D = {k: draw(pools[k] if dist == "naive" else union, s.n_per_op) for k in names}   # D_k, the same for both stages
+        for stage, assoc, old in (("student1", assoc1, None), ("student2", assoc2, assoc1)):
+            sets = []
+            for i, k in assoc.items():
+                xs = D[k]
+                tps = [tprompt(k, x) for x in xs]
+                with timed(timings, "teacher_labels_s"):
+                    ans = _labels(teacher, tok, tps, cache, s, decoding, cfg.seed)
+                exs, c = ni_examples(tok, tps, [ni_id_prompt(i, x) for x in xs], ans, causal, s)
+                sets.append(exs); counts[f"{dist}/{stage}/[{i}]"] = c
+            with timed(timings, "distill_s"):
+                distill(student, teacher, simultaneous(*sets), dcfg, loss=loss, causal=causal, pad_id=tok.pad_token_id)
+            with timed(timings, "eval_s"):
+                res[f"{dist}_{stage}"] = association_scores(gen(student), assoc, items, ok, old=old, prompt=ni_id_prompt)
+    notes = [f"NI-V2 tasks {TABLE1_TASKS}; {s.n_eval} held-out instances each (hash split), exact match (NI normalisation)",
+             f"teacher: definition + {s.t1_pos} positive + {s.t1_neg} negative examples; raw inputs: {raw}; "
+             f"teacher answers cached per (task, input): {len(cache)} generated",
              f"association 1: {assoc1}; after the overwrite: {assoc2}; pre-distill is scored against association 2",
-             f"settings: {asdict(s)}"]
+             "wrong = an id never associated with the task; wrong_old = its old id; wrong_unseen = an id never trained"]
+    return res, counts, notes
+
+def _settings(cfg: RunConfig, tasks: str = "") -> Settings:
+    s = replace(SCALES[cfg.scale])
+    if cfg.model not in ("", "default"): s.model = cfg.model
+    if s.model not in ("tiny-t5", "small-t5"): s.tokenizer = None
+    if tasks: s.tasks = tasks
+    return s
+
+def run_table1(cfg: RunConfig, force: bool = False) -> dict:
+    "Teacher, pre-distill and naive/mixed students before and after the overwrite; one run record."
+    from knife_repro.models import load_lm
+    if cfg.dataset != "instructions": raise ValueError(f"dataset={cfg.dataset!r}: cd_instructions runs on 'instructions'")
+    f = InstructionsConfig.resolve(**cfg.to_dict()).flags   # checked, also for a config built directly
+    loss, decoding, dists = f["loss"], f["decoding"], f["distributions"].split(",")
+    if not force and (rec := find_run(cfg)): return rec
+    s = _settings(cfg, f["tasks"])
+    seed_everything(cfg.seed)
+    rng = random.Random(f"instructions/{cfg.seed}")
+    timings, t0 = {}, time.perf_counter()
+    with timed(timings, "load_s"):
+        model, tok = load_lm(s.model, seed=cfg.seed, **({"tokenizer": s.tokenizer} if s.tokenizer else {}))
+    if s.pretrain_steps:
+        with timed(timings, "pretrain_s"):
+            data = []
+            for _ in range(s.pretrain_steps * s.pretrain_batch):
+                t = rng.choice(list(TASKS)); x = sample_input(rng, rng.choice(list(VOCAB)))
+                data.append(supervised_row(tok, teacher_prompt(t, x), answer(t, x), is_causal(model)))
+            train({"student": model}, partial(lm_loss, key="student"), data, cfg.replace(batch_size=s.pretrain_batch, lr=s.pretrain_lr, epochs=1,
+                  max_steps=-1, scheduler="constant", warmup_ratio=0.02), collate=lambda e: pad_collate(e, pad_id=tok.pad_token_id),
+                  opts=TrainOptions(log_steps=50))
+    if s.tasks == "ni": res, counts, notes = _table1_ni(cfg, s, model, tok, rng, loss, decoding, dists, f["raw_inputs"], timings)
+    else: res, counts, notes = _table1_toy(cfg, s, model, tok, rng, loss, decoding, dists, timings)
+    timings["total_s"] = round(time.perf_counter() - t0, 1)
+    metrics = {f"{k}_{m}": v[m]["accuracy"] for k, v in res.items() for m in ("correct", "wrong", "wrong_old", "wrong_unseen")
+               if m in v}
+    metrics["details"] = res
+    write_run_record(cfg, metrics, timings=timings, notes=notes + [f"settings: {asdict(s)}"], teacher_labels=counts)
+    return find_run(cfg)
+
+# %% ../nbs/23c_cd_instructions.ipynb #9ca01c67
+def _tokens(tok, prompts, outs) -> float:
+    return sum(len(tok(p, add_special_tokens=False).input_ids) + len(tok(o, add_special_tokens=False).input_ids) + 1
+               for p, o in zip(prompts, outs)) / len(prompts)
+
+def run_hypothesis1(cfg: RunConfig, force: bool = False) -> dict:
+    "Rouge-L of the teacher, the pre-distill and the post-distill student on one NI-V2 task; one run record."
+    from knife_repro.models import load_lm
+    if cfg.dataset != "ni-v2": raise ValueError(f"dataset={cfg.dataset!r}: cd_internalise_instructions runs on 'ni-v2'")
+    f = InstructionsConfig.resolve(**cfg.to_dict()).flags
+    loss, decoding, raw, name = f["loss"], f["decoding"], f["raw_inputs"], f["task"]
+    if not force and (rec := find_run(cfg)): return rec
+    s = _settings(cfg)
+    s.max_new_tokens = H1_MAX_NEW.get(cfg.scale, s.max_new_tokens)
+    seed_everything(cfg.seed)
+    rng = random.Random(f"ni-h1/{cfg.seed}/{name}")
+    timings, t0 = {}, time.perf_counter()
+    task = load_ni_task(name)
+    ev, rest = ni_split(task, min(s.h1_eval, len(task["Instances"]) - 1))
+    with timed(timings, "load_s"):
+        model, tok = load_lm(s.model, seed=cfg.seed, **({"tokenizer": s.tokenizer} if s.tokenizer else {}))
+    causal, teacher = is_causal(model), freeze(model)
+    tp = lambda x: ni_prompt(task, x, s.h1_pos, s.h1_neg)
+    sp = lambda x: ni_prompt(task, x, 0, 0, definition=False)
+    golds = [r["output"] for r in ev]
+    res, outputs = {}, {"id": [r["id"] for r in ev]}
+    def score(key, model_, prompt_fn):
+        ps = [prompt_fn(r["input"]) for r in ev]
+        outs = _ni_gen(model_, tok, ps, s)
+        sc = [rouge_l(o, g) for o, g in zip(outs, golds)]
+        res[key] = {**summarize(sc, "rougeL"), "tokens": _tokens(tok, ps, outs)}
+        outputs[key] = outs; outputs[f"{key}_rougeL"] = sc
+    with timed(timings, "eval_s"):
+        score("teacher", teacher, tp); score("pre_distill", teacher, sp)
+    with timed(timings, "teacher_labels_s"):
+        if raw == "teacher": xs = invent_inputs(teacher, tok, task, s.h1_distill, cfg.seed, s)
+        else: xs = [r["input"] for r in rng.sample(rest, min(s.h1_distill, len(rest)))]
+        ans = _labels(teacher, tok, [tp(x) for x in xs], {}, s, decoding, cfg.seed)
+        exs, counts = ni_examples(tok, [tp(x) for x in xs], [sp(x) for x in xs], ans, causal, s)
+    student = copy.deepcopy(model)
+    for p in student.parameters(): p.requires_grad_(True)
+    if exs:
+        with timed(timings, "distill_s"):
+            distill(student, teacher, exs, cfg.replace(batch_size=s.distill_batch, lr=s.distill_lr, epochs=s.distill_epochs,
+                                                       max_steps=-1, scheduler="constant"),
+                    loss=loss, causal=causal, pad_id=tok.pad_token_id)
+    with timed(timings, "eval_s"):
+        score("post_distill", student, sp)
+    timings["total_s"] = round(time.perf_counter() - t0, 1)
+    metrics = {k: v["rougeL"] for k, v in res.items()}
+    metrics["token_saving"] = res["teacher"]["tokens"] / res["post_distill"]["tokens"]
+    metrics["details"] = {**res, "outputs": outputs}
+    notes = [f"NI-V2 {name}: {len(ev)} held-out instances (hash split), Rouge-L (rouge-score, stemmed, max over golds)",
+             f"teacher: definition + {s.h1_pos} positive + {s.h1_neg} negative examples "
+             f"(the task has {len(task['Positive Examples'])} / {len(task['Negative Examples'])}); student: the raw input",
+             f"raw inputs: {raw} ({len(xs)}); teacher labels: {counts}", f"settings: {asdict(s)}"]
+    if s.model.startswith("tiny"): notes.append("random-init tiny model: a pipeline check, not a result")
     write_run_record(cfg, metrics, timings=timings, notes=notes, teacher_labels=counts)
     return find_run(cfg)
+
+def run(cfg: RunConfig, force: bool = False) -> dict:
+    "One run of Table 1 (`cd_instructions`) or Hypothesis 1 (`cd_internalise_instructions`); the run record."
+    if cfg.method not in METHODS: raise ValueError(f"method={cfg.method!r}: not one of {METHODS}")
+    return (run_table1 if cfg.method == "cd_instructions" else run_hypothesis1)(cfg, force=force)

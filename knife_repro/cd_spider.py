@@ -50,7 +50,8 @@ class Settings:
     max_prompt_len: int = 900; max_new_tokens: int = 48
 
 SCALES = {"smoke": Settings(),
-          "cpu": Settings(n_dbs=6, n_raw=128, max_eval_per_db=40, gd_epochs=10),
+          "cpu": Settings(model="smollm2-135m", n_dbs=2, n_raw=16, max_eval_per_db=20, distill_epochs=2, batch=8, lr=1e-4,
+                          gd_epochs=4, gd_lr=1e-4, max_prompt_len=1024, max_new_tokens=64),
           "paper": Settings(model="facebook/incoder-6B", n_dbs=20, n_raw=4096, max_eval_per_db=10_000,
                             batch=16, lr=1e-4, gd_epochs=25, gd_lr=1e-5, max_prompt_len=2000, max_new_tokens=128)}
 

@@ -193,7 +193,8 @@ def sequential(student, teacher_of: Callable, example_sets: Sequence[Sequence[di
 # %% ../nbs/23_context_distillation.ipynb #b367ba3b
 EXPERIMENTS = {"cd_addition": "knife_repro.cd_addition",
                "cd_spider": "knife_repro.cd_spider", "gd_spider": "knife_repro.cd_spider",
-               "cd_instructions": "knife_repro.cd_instructions"}
+               "cd_instructions": "knife_repro.cd_instructions",           # Table 1 (Hypothesis 3)
+               "cd_internalise_instructions": "knife_repro.cd_instructions"}  # Hypothesis 1
 METHODS = tuple(EXPERIMENTS)
 
 def run(cfg: RunConfig, force: bool = False) -> dict:

@@ -129,7 +129,8 @@ def collect_runs(runs_dir: str | Path | Sequence[str | Path] | None = None) -> p
 METHOD_LABELS = {**LEADERBOARD, "zero_shot": "zero-shot", "knife_teacher": "KNIFE teacher (oracle)",
                  "ft_teacher_init": "FT Teacher Init", "knife_in": "KNIFE (In)", "knife_out": "KNIFE (Out)",
                  "kard_ft": "KARD: FT", "kard_bm25": "KARD (BM25)", "cd_addition": "CD: addition",
-                 "cd_spider": "CD: SPIDER", "gd_spider": "GD: SPIDER", "cd_instructions": "CD: instructions"}
+                 "cd_spider": "CD: SPIDER", "gd_spider": "GD: SPIDER", "cd_instructions": "CD: instructions",
+                 "cd_internalise_instructions": "CD: internalise instructions"}
 LABEL_FIXED = ("method", "dataset", "model", "scale")
 MAX_LABEL_SETTINGS = 4
 

@@ -230,7 +230,7 @@ def _cd_configs():
     from knife_repro.cd_instructions import InstructionsConfig
     from knife_repro.cd_spider import SpiderConfig
     return {"cd_addition": AdditionConfig, "cd_spider": SpiderConfig, "gd_spider": SpiderConfig,
-            "cd_instructions": InstructionsConfig}
+            "cd_instructions": InstructionsConfig, "cd_internalise_instructions": InstructionsConfig}
 
 
 def test_every_method_name_is_served_by_exactly_one_config():
@@ -283,10 +283,103 @@ def test_cd_presets_are_their_own():
     ("cd_addition", dict(scratchpad="zigzag"), "scratchpad"), ("cd_addition", dict(top_k=0), "top_k"),
     ("cd_addition", dict(baselines="perhaps"), "baselines"), ("cd_spider", dict(k=0), "k="),
     ("gd_spider", dict(raw_inputs="web"), "raw_inputs"), ("cd_spider", dict(decoding="beam"), "decoding"),
-    ("cd_instructions", dict(decoding="beam"), "decoding"), ("cd_instructions", dict(k=4), "^k: not a parameter")])
+    ("cd_instructions", dict(decoding="beam"), "decoding"), ("cd_instructions", dict(k=4), "^k: not a parameter"),
+    ("cd_instructions", dict(distributions="naive,uniform"), "distributions"), ("cd_instructions", dict(tasks="web"), "tasks"),
+    ("cd_instructions", dict(raw_inputs="web"), "raw_inputs"),
+    ("cd_internalise_instructions", dict(task="task999_nope"), "task="), ("cd_internalise_instructions", dict(k=8), "^k: not")])
 def test_bad_own_flag_raises_config_error_naming_it(method, bad, name):
     from knife_repro.train import config_from_args
     with pytest.raises(ConfigError, match=name):
         _cd_configs()[method].resolve(method=method, **bad)
     with pytest.raises(ConfigError, match=name):
         config_from_args(["--set", f"method={method}", *(f"{k}={v}" for k, v in bad.items())])
+
+
+# --- instructions (23c): the wrong-id probe and the real NI-V2 tasks ----------------------------
+
+def test_wrong_id_probe_is_never_the_tasks_old_id():
+    from knife_repro.cd_instructions import probe_ids
+    # by hand: association 1 = a0 b1 c2 d3, association 2 (the overwrite, a cyclic shift) = b0 c1 d2 a3.
+    # task c: current id 1, old id 2 -> the first later id that was never c's is 3; "the next id" (the old probe) = 2.
+    a1, a2 = {0: "a", 1: "b", 2: "c", 3: "d"}, {0: "b", 1: "c", 2: "d", 3: "a"}
+    assert probe_ids(a2, "c", a1) == {"correct": 1, "wrong": 3, "wrong_old": 2, "wrong_unseen": 4}
+    assert probe_ids(a2, "d", a1) == {"correct": 2, "wrong": 0, "wrong_old": 3, "wrong_unseen": 4}
+    assert "wrong" not in probe_ids({0: "a", 1: "b"}, "a", {0: "b", 1: "a"})   # both ids were a's: no such wrong id
+
+
+def test_a_student_that_kept_the_old_association_scores_high_only_on_the_old_id_probe():
+    # a fake student that ignored the overwrite: with id i it does association 1's task i. The confounded probe
+    # (the old id) would score it 100% "wrong association"; the fixed probe (an id never the task's) scores 0.
+    from knife_repro.cd_instructions import TASKS, answer, association_scores, id_prompt
+    tasks = list(TASKS)
+    a1, a2 = dict(enumerate(tasks)), dict(enumerate(tasks[1:] + tasks[:1]))
+    xs = ["dog cat emu", "7 3 9 1"]               # every task's answer differs on these inputs
+    assert all(len({answer(t, x) for t in tasks}) == 4 for x in xs)
+    def gen(prompts):
+        out = []
+        for p in prompts:
+            i, x = int(p[1:p.index("]")]), p.split("Input: ", 1)[1]
+            out.append(answer(a1[i], x) if i in a1 else "")
+        return out
+    evals = {t: [(x, answer(t, x)) for x in xs] for t in tasks}
+    r = association_scores(gen, a2, evals, lambda t, o, g: o == g, old=a1, prompt=id_prompt)
+    assert r["wrong_old"]["accuracy"] == 1.0 and r["wrong"]["accuracy"] == 0.0
+    assert r["correct"]["accuracy"] == 0.0 and r["wrong_unseen"]["accuracy"] == 0.0
+    assert all(v["wrong_id"] != v["wrong_old_id"] for v in r["per_task"].values())
+
+
+def _ni_tiny(monkeypatch):
+    import knife_repro.cd_instructions as cdi
+    _tiny(monkeypatch, cdi, model="tiny-gpt2", tokenizer=None, pretrain_steps=0, n_per_op=2, distill_batch=4, n_eval=2,
+          h1_eval=3, h1_distill=2, max_new_tokens=4, gen_batch=8, max_prompt_len=600)
+    return cdi
+
+
+def test_table1_on_the_ni_tasks_reports_the_three_probes(tmp_path, monkeypatch):
+    cdi = _ni_tiny(monkeypatch)
+    cfg = cdi.InstructionsConfig.resolve(method="cd_instructions", dataset="instructions", scale="smoke",
+                                         output_dir=str(tmp_path), tasks="ni", distributions="mixed")
+    rec = cd.run(cfg)
+    m = rec["metrics"]
+    assert {"mixed_student2_correct", "mixed_student2_wrong", "mixed_student2_wrong_old", "mixed_student2_wrong_unseen",
+            "pre_distill_wrong_old", "teacher_correct"} <= set(m) and "naive_student2_correct" not in m
+    per = m["details"]["mixed_student2"]["per_task"]
+    assert set(per) == {"copa", "metawoz", "tweetqa", "rocstories"}
+    # after the overwrite ([i] -> task i+1): copa's current id is 3, its old id 0, the wrong id 1
+    assert (per["copa"]["correct_id"], per["copa"]["wrong_old_id"], per["copa"]["wrong_id"]) == (3, 0, 1)
+    assert all(v["wrong_id"] not in (v["correct_id"], v["wrong_old_id"]) and v["wrong_unseen_id"] == 4 for v in per.values())
+    assert m["details"]["mixed_student2"]["correct"]["n"] == 4 * 2
+
+
+def test_hypothesis1_scores_rouge_l_on_held_out_instances(tmp_path, monkeypatch):
+    cdi = _ni_tiny(monkeypatch)
+    cfg = cdi.InstructionsConfig.resolve(method="cd_internalise_instructions", dataset="ni-v2", scale="smoke",
+                                         output_dir=str(tmp_path), task="task828_copa_commonsense_cause_effect")
+    rec = cd.run(cfg)
+    m, out = rec["metrics"], rec["metrics"]["details"]["outputs"]
+    assert all(0 <= m[k] <= 1 for k in ("teacher", "pre_distill", "post_distill")) and m["token_saving"] > 1
+    held = {r["id"] for r in cdi.ni_split(cdi.load_ni_task("task828_copa_commonsense_cause_effect"), 3)[0]}
+    assert set(out["id"]) == held and len(out["post_distill"]) == 3
+    with pytest.raises(ValueError, match="dataset="):
+        cd.run(cfg.replace(dataset="instructions"))
+
+
+def test_ni_task_file_errors_name_the_file():
+    from knife_repro.cd_instructions import load_ni_task
+    with pytest.raises(FileNotFoundError, match="task999_nope.json"):
+        load_ni_task("task999_nope")
+
+
+def test_addition_pretrained_lm_at_cpu_scale_gets_its_own_settings():
+    from knife_repro.cd_addition import AdditionConfig, SCALES, settings
+    tiny = settings(AdditionConfig.resolve(method="cd_addition", dataset="addition", scale="cpu"))
+    assert tiny == SCALES["cpu"] and tiny.pretrain_steps == 4000 and tiny.scratchpad == "columns"   # unchanged
+    pre = settings(AdditionConfig.resolve(method="cd_addition", dataset="addition", scale="cpu", model="smollm2-135m"))
+    # by hand: no stand-in pre-training, Nye's scratchpad, no position marks, the model's own tokenizer, 3 digits
+    assert (pre.model, pre.pretrain_steps, pre.scratchpad, pre.mark_positions, pre.tokenizer, pre.n_digits) == \
+        ("smollm2-135m", 0, "nye", False, None, 3)
+    two = settings(AdditionConfig.resolve(method="cd_addition", dataset="addition", scale="cpu", model="smollm2-135m",
+                                          n_digits=2))
+    assert two.n_digits == 2 and two.scratchpad == "nye"
+    with pytest.raises(ConfigError, match="n_digits"):
+        AdditionConfig.resolve(method="cd_addition", n_digits=-1)
