@@ -775,7 +775,7 @@ def cpu_readme_block(run_dir=None) -> str:
     out = []
     tt = teacher_table(trecs)
     if len(tt):
-        out += [f"Teacher side ({len(trecs)} records; the simulator trained on each decoding's training rationales with "
+        out += [f"Teacher side ({len(trecs)} record{'s' if len(trecs) > 1 else ''}; the simulator trained on each decoding's training rationales with "
                 "the gold label as target):", "",
                 "| dataset | teacher | decoding | n | rationale alone → gold % | LAS w.r.t. gold [CI] | mean tokens |",
                 "|---|---|---|---|---|---|---|"]
@@ -787,13 +787,14 @@ def cpu_readme_block(run_dir=None) -> str:
     num = lambda v: "" if v is None or v != v else f"{v:.1f}"
     out += ["" if out else None, f"Students ({len(recs)} records), mean ± std over seeds; LAS in points:", "",
             "| dataset | teacher decoding | objective | accuracy % | mean 95% CI | LAS | LAS mean 95% CI | own-rationale % | "
-            "perturbed % | invalid % | seeds | minutes/point (mean, max) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "perturbed % | drop (own − perturbed) | invalid % | seeds | minutes/point (mean, max) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     out = [o for o in out if o is not None]
     for _, x in t.iterrows():
         out.append(f"| {x.dataset} | {x.decoding} | {x.objective} | {pct(x.accuracy)}{sd(x, 'accuracy', pct)} | "
                    f"[{pct(x.accuracy_ci_low)}, {pct(x.accuracy_ci_high)}] | {num(x.las)}{sd(x, 'las', num)} | "
                    f"[{num(x.las_ci_low)}, {num(x.las_ci_high)}] | {pct(x.own_rationale_accuracy)} | "
-                   f"{pct(x.perturbed_accuracy)} | {pct(x.invalid)} | {x.seeds} | {x.minutes_mean:.1f}, {x.minutes_max:.1f} |")
+                   f"{pct(x.perturbed_accuracy)} | {pct(x['drop'])} | {pct(x.invalid)} | {x.seeds} | {x.minutes_mean:.1f}, {x.minutes_max:.1f} |")
     tests = paired_tests(recs)
     out += (["", "Paired on the same test questions and seeds (Δ = A − B in points, paired bootstrap 95% CI over "
              "questions; accuracy with the exact McNemar p pooled over seeds):", ""]
@@ -808,5 +809,6 @@ def cpu_readme_block(run_dir=None) -> str:
                 f"({x.paper_size}), teacher {x.paper_teacher})" for _, x in pb.iterrows()]
     sizes = ", ".join(sorted({f"`{m}` ({s})" for m, s in zip(t.model, t["size"])}))
     teach = ", ".join(sorted({f"`{m}` ({s})" for m, s in zip(t.teacher, t.teacher_size)}))
-    return "\n".join([f"Student {sizes}, teacher {teach}; SCOTT's: {PAPER_TEACHER} ({model_size(PAPER_TEACHER)}) → "
-                      f"T5-3B. Built from {len(recs) + len(trecs)} committed records.", ""] + out)
+    theirs = SCOTT_PRESETS["paper"]["model"]
+    return "\n".join([f"Student {sizes}, teacher {teach}; SCOTT's: teacher {PAPER_TEACHER} ({model_size(PAPER_TEACHER)}), "
+                      f"student {theirs} ({model_size(theirs)}). Built from {len(recs) + len(trecs)} committed records.", ""] + out)

@@ -698,11 +698,12 @@ def test_scott_readme_block_and_empty_case(tmp_path):
     assert scott.student_table(tmp_path).empty and scott.paired_tests([]) == [] and scott.paper_beside(tmp_path).empty
     block = scott.cpu_readme_block(_scott_records(tmp_path))
     assert "| strategyqa | smollm2-135m | cd_wrong | 4 | 100.0 | 6.0 [5.0, 7.0] | 40.0 |" in block
-    assert "| strategyqa | greedy | standard | 62.5 ± 17.7 | [37.5, 100.0] | 0.0 ± 0.0 | [-10.0, 10.0] | 50.0 | 50.0 | 12.5 | 0,1 | 10.5, 11.0 |" in block
+    assert "| strategyqa | greedy | standard | 62.5 ± 17.7 | [37.5, 100.0] | 0.0 ± 0.0 | [-10.0, 10.0] | 50.0 | 50.0 | 0.0 | 12.5 | 0,1 | 10.5, 11.0 |" in block
     assert "| strategyqa | CD-wrong | +counterfactual | 100.0 ± 0.0 | [75.0, 100.0] | 81.7 ± 2.3 |" in block
     assert "* strategyqa, accuracy: CD-wrong +CF − greedy standard = +37.5 [" in block and "p = 0.25" in block
     assert "* strategyqa, las: CD-wrong +CF − greedy standard = +83.3 [" in block
     # the reproduction's StrategyQA cells (CD-wrong +CF, alpha 0.5) beside ours, sizes on both sides
     assert "strategyqa, accuracy: ours 100.0 ± 0.0 (student smollm2-135m" in block and "vs 55.9 (student t5-3b (3B)" in block
     assert "perturbed_accuracy: ours 55.0 ± 7.1" in block and "teacher EleutherAI/gpt-neox-20b (20B)" in block
-    assert "Built from 5 committed records" in block
+    assert "| 85.0 | 55.0 | 30.0 | 0.0 | 0,1 |" in block                  # own 0.9, 0.8; perturbed 0.5, 0.6: drop 30 points
+    assert "SCOTT's: teacher EleutherAI/gpt-neox-20b (20B), student t5-3b (3B). Built from 5 committed records" in block
