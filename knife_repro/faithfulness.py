@@ -16,8 +16,8 @@ from .qa import causal_target_ids, is_causal, lm_loss, lm_row, prompt_ids, score
 from .training import TrainOptions, train
 
 # %% auto #0
-__all__ = ['VIEWS', 'FAITHFULNESS', 'las', 'simulator_input', 'encode_simulator', 'train_simulator', 'simulate', 'las_eval',
-           'perturb_ids', 'perturb_text', 'rationale_faithfulness', 'gold_support']
+__all__ = ['VIEWS', 'FAITHFULNESS', 'las', 'paired_las', 'simulator_input', 'encode_simulator', 'train_simulator', 'simulate',
+           'las_eval', 'perturb_ids', 'perturb_text', 'rationale_faithfulness', 'gold_support']
 
 # %% ../nbs/08_faithfulness.ipynb #be810b51
 def _las(y, sx, se, sxe) -> tuple[float, float, float, float]:
@@ -45,6 +45,32 @@ def las(y_hat: Sequence, sim_x: Sequence, sim_e: Sequence, sim_xe: Sequence,
     lo, hi = np.nanquantile(boots, [alpha / 2, 1 - alpha / 2])
     return {"las": 100 * v, "las_ci_low": 100 * float(lo), "las_ci_high": 100 * float(hi),
             "las_leaking": 100 * vl, "las_nonleaking": 100 * vn, "leak_rate": lr, "n": n}
+
+# %% ../nbs/08_faithfulness.ipynb #abc370e5
+def _las_arrays(rows: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    "(valid mask, n x 4 float array) of (y_hat, sim_x, sim_e, sim_xe) rows; a row with a None is not valid."
+    valid = np.array([all(v is not None for v in r) for r in rows], dtype=bool)
+    return valid, np.array([[-1 if v is None else v for v in r] for r in rows], dtype=float).reshape(len(rows), 4)
+
+def paired_las(a, b, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> dict:
+    "A vs B on the same questions: per seed × question (y_hat, sim_x, sim_e, sim_xe) rows. Δ LAS and its paired bootstrap CI."
+    if len(a) != len(b) or any(len(x) != len(y) for x, y in zip(a, b)):
+        raise ValueError(f"paired_las: shapes differ, {[len(x) for x in a]} vs {[len(y) for y in b]}")
+    n = len(a[0]) if len(a) else 0
+    arrs = [[_las_arrays(r) for r in side] for side in (a, b)]
+    def las_of(side, idx):
+        vals = []
+        for valid, x in side:
+            i = idx[valid[idx]]
+            vals.append(100 * _las(*x[i].T)[0] if len(i) else np.nan)
+        return float(np.nanmean(vals)) if not np.isnan(vals).all() else float("nan")
+    every = np.arange(n)
+    la, lb = las_of(arrs[0], every), las_of(arrs[1], every)
+    rng = np.random.default_rng(seed)
+    diffs = [las_of(arrs[0], i) - las_of(arrs[1], i) for i in (rng.integers(0, n, n) for _ in range(n_boot if n else 0))]
+    lo, hi = np.nanquantile(diffs, [alpha / 2, 1 - alpha / 2]) if n else (np.nan, np.nan)
+    return {"n_questions": n, "n_seeds": len(a), "las_a": la, "las_b": lb, "diff": la - lb,
+            "diff_ci_low": float(lo), "diff_ci_high": float(hi)}
 
 # %% ../nbs/08_faithfulness.ipynb #33e6705f
 VIEWS = ("x", "e", "xe")
@@ -91,11 +117,16 @@ def simulate(sim, tok, rows: Sequence[dict], view: str, max_source_len: int = 51
     return [int(np.argmax(s)) for s in scores]
 
 def las_eval(train_rows: Sequence[dict], test_rows: Sequence[dict], cfg: RunConfig, model: str = "tiny-t5",
-             n_boot: int = 1000, **sim_kw) -> dict:
-    "Train a simulator on `train_rows`, then LAS on `test_rows` (rows without a valid y_hat are skipped)."
+             n_boot: int = 1000, per_example: list | None = None, **sim_kw) -> dict:
+    """Train a simulator on `train_rows`, then LAS on `test_rows` (rows without a valid y_hat are skipped); with
+    `per_example`, appends each test row's simulator choices `{sim_x, sim_e, sim_xe}` (None where skipped)."""
     sim, tok, _ = train_simulator(train_rows, cfg, model, **sim_kw)
     rows = [r for r in test_rows if r["y_hat"] is not None]
     preds = {v: simulate(sim, tok, rows, v, cfg.max_source_len) for v in VIEWS}
+    if per_example is not None:
+        it = iter(zip(*(preds[v] for v in VIEWS)))
+        per_example += [dict(zip(("sim_x", "sim_e", "sim_xe"), next(it) if r["y_hat"] is not None else (None,) * 3))
+                        for r in test_rows]
     out = las([r["y_hat"] for r in rows], preds["x"], preds["e"], preds["xe"], n_boot=n_boot, seed=cfg.seed)
     out["sim_xe_accuracy"] = float(np.mean([p == r["y_hat"] for p, r in zip(preds["xe"], rows)])) if rows else float("nan")
     out["n_skipped"] = len(test_rows) - len(rows)
@@ -136,26 +167,35 @@ def _acc(preds: Sequence, golds: Sequence) -> dict:
 
 def rationale_faithfulness(cfg: RunConfig, tok, train_examples: Sequence[dict], test_examples: Sequence[dict],
                            outputs: Callable, forced: Callable | None = None, test_outputs: tuple | None = None,
-                           **settings) -> tuple[dict, list[str]]:
-    "(metrics, notes): LAS with CI, and own-/perturbed-rationale accuracy when `forced` is given."
+                           per_example: list | None = None, **settings) -> tuple[dict, list[str]]:
+    """(metrics, notes): LAS with CI, and own-/perturbed-rationale accuracy when `forced` is given. With `per_example`
+    (a list), appends one dict per test example: `y_hat` and the simulator's `sim_x`, `sim_e`, `sim_xe` (what a paired
+    test of LAS needs, `paired_las`), and `own_pred`, `perturbed_pred` when `forced` is given."""
     s = {**FAITHFULNESS[cfg.scale], **settings}
     test = list(test_examples)
     golds = [e["answer"] for e in test]
     rats, preds = test_outputs if test_outputs is not None else outputs(test)
     metrics, notes = {}, []
+    per = [{"y_hat": p} for p in preds]
     if forced is not None:
         pert = [perturb_text(tok, r, s["perturb_fraction"], cfg.seed * 100003 + i) for i, r in enumerate(rats)]
-        metrics.update({f"own_rationale_{k}": v for k, v in _acc(forced(test, rats), golds).items()})
-        metrics.update({f"perturbed_{k}": v for k, v in _acc(forced(test, pert), golds).items()})
+        own, per_p = forced(test, rats), forced(test, pert)
+        metrics.update({f"own_rationale_{k}": v for k, v in _acc(own, golds).items()})
+        metrics.update({f"perturbed_{k}": v for k, v in _acc(per_p, golds).items()})
+        for d, o, q in zip(per, own, per_p): d.update(own_pred=o, perturbed_pred=q)
     las_tr = list(subsample(train_examples, s["las_train"], 1.0, cfg.seed + 1))
     rows = lambda exs, rs, ps: [{"question": e["question"], "choices": e["choices"], "rationale": r, "y_hat": p}
                                 for e, r, p in zip(exs, rs, ps)]
+    sims = [] if per_example is not None else None
     try:
         l = las_eval(rows(las_tr, *outputs(las_tr)), rows(test, rats, preds), cfg, s["simulator"],
-                     n_boot=int(s["n_boot"]), epochs=int(s["sim_epochs"]), lr=float(s["sim_lr"]))
+                     n_boot=int(s["n_boot"]), epochs=int(s["sim_epochs"]), lr=float(s["sim_lr"]),
+                     **({"per_example": sims} if sims is not None else {}))
         metrics.update({k if k.startswith("las") else f"las_{k}": v for k, v in l.items()})
     except ValueError as err:
         notes.append(f"LAS not computed: {err}")
+    if per_example is not None:
+        per_example += [{**d, **(sims[i] if sims else {})} for i, d in enumerate(per)]
     notes.append(f"faithfulness: simulator {s['simulator']} ({s['sim_epochs']} epochs, lr {s['sim_lr']}) on "
                  f"{len(las_tr)} training questions; perturbed fraction {s['perturb_fraction']}"
                  + ("" if forced else "; no perturbed-rationale accuracy (the answer comes before the rationale)"))

@@ -24,11 +24,12 @@ from .rationales import LETTERS
 from .reranker import LOSS_TYPES
 
 # %% auto #0
-__all__ = ['METHODS', 'KNOWLEDGE_METHODS', 'DOMAINS', 'RATIONALE_SOURCES', 'KARD_PRESETS', 'CONFIG', 'FLAG_DEFAULTS',
-           'question_text', 'prompt_parts', 'encode_input', 'target_text', 'encode_target', 'parse_letter', 'vote',
-           'fact_rationale', 'pick_rationales', 'training_examples', 'encode_rows', 'gold_ids', 'test_passages',
-           'predict', 'score_after', 'KardConfig', 'knowledge_base', 'cache_dir', 'passage_recall', 'run',
-           'reranker_pairs', 'kard_faithfulness']
+__all__ = ['METHODS', 'KNOWLEDGE_METHODS', 'DOMAINS', 'RATIONALE_SOURCES', 'KARD_PRESETS', 'CONFIG', 'FLAG_DEFAULTS', 'LABELS',
+           'PAIRS', 'KEYS', 'question_text', 'prompt_parts', 'encode_input', 'target_text', 'encode_target',
+           'parse_letter', 'vote', 'fact_rationale', 'pick_rationales', 'training_examples', 'encode_rows', 'gold_ids',
+           'test_passages', 'predict', 'score_after', 'KardConfig', 'knowledge_base', 'cache_dir', 'passage_recall',
+           'run', 'reranker_pairs', 'kard_faithfulness', 'label_of', 'source_of', 'cpu_records', 'point_rows',
+           'cpu_table', 'recall_table', 'paired', 'paired_tests', 'cpu_readme_block']
 
 # %% ../nbs/21_kard.ipynb #6071ff8d
 METHODS = ("kard_ft", "kard_rd", "kard_bm25", "kard_rerank", "kard_oracle")
@@ -374,9 +375,11 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
     timings["tokens_per_s"] = round(res.tokens_per_s, 1)
     notes.append(f"train {len(tr)} questions → {len(data)} examples; reported split {rep} ({len(test)}); "
                  f"rationales from {info.get('rationale_source')}")
+    per_example = [{"id": e["id"], "gold": g, "pred": p, "pred_scored": sc}        # per question: the paired tests
+                   for e, g, p, sc in zip(test, golds, out["preds"], out["scored"])]
     write_run_record(cfg, m, timings=timings, notes=notes, info=info, history=res.state.history,
                      samples=[{"id": e["id"], "output": t[0][:300], "pred": p} for e, t, p in
-                              list(zip(test, out["texts"], out["preds"]))[:5]])
+                              list(zip(test, out["texts"], out["preds"]))[:5]], per_example=per_example)
     return find_run(cfg)
 
 def reranker_pairs(examples: Sequence[dict], rationales: dict[str, list[str]], seed: int = 0) -> tuple[list, list]:
@@ -432,3 +435,123 @@ def kard_faithfulness(model, tok, cfg: RunConfig, f: dict, train_examples, test,
                                            cfg.max_source_len)
     return rationale_faithfulness(cfg, tok, list(train_examples), test, outputs, forced,
                                   test_outputs=([_rationale(t[0]) for t in out["texts"]], out["preds"]))
+
+# %% ../nbs/21_kard.ipynb #a15f903e
+LABELS = {"kard_ft": "FT", "kard_rd": "RD", "kard_bm25": "KARD (BM25)", "kard_rerank": "KARD (reranker)",
+          "kard_oracle": "KARD (gold passages)"}
+PAIRS = (("KARD (reranker)", "RD"), ("RD", "FT"))
+KEYS = ["dataset", "source", "method", "decoding", "model", "size"]
+
+def label_of(rec: dict) -> str: return LABELS[rec["config"]["method"]]
+
+def source_of(rec: dict) -> str:
+    "The rationale source of a record ('—' for FT, which reads none)."
+    c = rec["config"]
+    return "—" if c["method"] == "kard_ft" else c["flags"].get("rationale_source", "auto")
+
+def cpu_records(run_dir=None, scale: str = "cpu") -> list[dict]:
+    "The test-split KARD records at `scale` (`report.load_records`: committed, then fresh)."
+    from knife_repro.report import load_records
+    return [r for r in load_records(run_dir, scale=scale, report_split="test") if r["config"]["method"] in METHODS]
+
+def point_rows(recs: Sequence[dict]) -> "pd.DataFrame":
+    "One row per record: its table keys, seed, accuracy with CI, invalid rate, minutes and evidence recall."
+    import pandas as pd
+    from knife_repro.tables import model_size, point_minutes
+    rows = []
+    for r in recs:
+        c, m, info = r["config"], r["metrics"], r.get("info") or {}
+        recall = lambda k: (info.get(k) or {}).get("recall")
+        rows.append({"dataset": c["dataset"], "source": source_of(r), "method": label_of(r), "method_id": c["method"],
+                     "decoding": c["flags"].get("decoding", "greedy"), "model": c["model"],
+                     "size": model_size(c["model"], m.get("params")), "seed": c["seed"], "accuracy": m["accuracy"],
+                     "accuracy_ci_low": m.get("accuracy_ci_low"), "accuracy_ci_high": m.get("accuracy_ci_high"),
+                     "invalid": m.get("invalid"), "n_test": m.get("n"), "minutes": point_minutes(r),
+                     "k": c["flags"].get("k"), "kappa": c["flags"].get("kappa"), "recall": recall("evidence_recall"),
+                     "recall_bm25": recall("evidence_recall_bm25"), "recall_pool": recall("evidence_recall_pool")})
+    return pd.DataFrame(rows)
+
+def _order(t: "pd.DataFrame") -> "pd.DataFrame":
+    rank = {l: i for i, l in enumerate(LABELS.values())}
+    key = {"method": lambda s: s.map(rank), "decoding": lambda s: s.map(lambda d: d != "greedy"),   # greedy first
+           "source": lambda s: s.map(lambda v: "" if v == "—" else v)}                                   # FT first
+    key = lambda s, k=key: k[s.name](s) if s.name in k else s
+    return t.sort_values(["dataset", "decoding", "source", "method"], key=key).reset_index(drop=True)
+
+def cpu_table(run_dir=None, scale: str = "cpu") -> "pd.DataFrame":
+    "Per (dataset, rationale source, method, decoding, model): accuracy mean ± std over seeds, mean CI, minutes, KARD's number."
+    import pandas as pd
+    from knife_repro.report import paper_numbers
+    from knife_repro.tables import aggregate
+    df = point_rows(cpu_records(run_dir, scale))
+    if df.empty: return pd.DataFrame()
+    t = aggregate(df, by=KEYS, metric="accuracy").drop(columns=["metric"]).rename(columns={"mean": "accuracy", "n": "n_seeds"})
+    g = df.groupby(KEYS)
+    for col, agg in (("invalid", "mean"), ("n_test", "first"), ("method_id", "first"), ("minutes", "mean"), ("minutes", "max")):
+        t[col if col != "minutes" else f"minutes_{agg}"] = [g[col].agg(agg)[tuple(k)] for k in t[KEYS].values]
+    cells = paper_numbers("KARD", metric="accuracy")
+    cells = cells[cells.setting == ""]                  # the paper's own cells, not the third-party reproductions
+    hit = lambda d, m: cells[(cells.dataset == d) & (cells.method == m)]
+    t["paper"] = [next(iter(hit(d, m).value), None) for d, m in zip(t.dataset, t.method_id)]
+    t["paper_model"] = [next((f"{x.model} ({x['size']})" for _, x in hit(d, m).iterrows()), "")
+                        for d, m in zip(t.dataset, t.method_id)]
+    return _order(t.drop(columns=["method_id"]))
+
+def recall_table(run_dir=None, scale: str = "cpu") -> "pd.DataFrame":
+    "Evidence recall@k of the passages each knowledge method gave (greedy runs); for the reranker also BM25's top-k and top-κ* pool; means over seeds."
+    import pandas as pd
+    df = point_rows(cpu_records(run_dir, scale))
+    if df.empty or df.recall.isna().all(): return pd.DataFrame()
+    d = df[(df.decoding == "greedy") & df.recall.notna()]
+    t = d.groupby(["dataset", "source", "method", "k", "kappa"], sort=False).agg(
+        recall=("recall", "mean"), recall_bm25=("recall_bm25", "mean"), recall_pool=("recall_pool", "mean"),
+        seeds=("seed", lambda s: ",".join(map(str, sorted(s))))).reset_index()
+    return _order(t.assign(decoding="greedy")).drop(columns=["decoding"])
+
+def paired(recs: Sequence[dict], a: str, b: str, dataset: str, source: str, decoding: str = "greedy") -> dict | None:
+    "`metrics.paired_test` of method label `a` vs `b` on `dataset` with rationale `source` (FT: the dataset's FT runs)."
+    from knife_repro.tables import paired_records
+    mine = [r for r in recs if r["config"]["dataset"] == dataset and r["config"]["flags"].get("decoding") == decoding
+            and (r["config"]["method"] == "kard_ft" or source_of(r) == source)]
+    t = paired_records(mine, a, b, label_of)
+    return {"dataset": dataset, "source": source, **t} if t else None
+
+def paired_tests(recs: Sequence[dict]) -> list[dict]:
+    "KARD-reranker vs RD and RD vs FT for every dataset and rationale source with records (greedy)."
+    keys = sorted({(r["config"]["dataset"], source_of(r)) for r in recs if r["config"]["method"] != "kard_ft"})
+    return [t for d, s in keys for a, b in PAIRS if (t := paired(recs, a, b, d, s))]
+
+def cpu_readme_block(run_dir=None) -> str:
+    "Markdown for the README: KARD's cpu table, retrieval recall, paired tests and wall times, from the records in `run_dir`."
+    from knife_repro.report import RECORDS_DIR
+    from knife_repro.tables import paired_text, pct
+    run_dir = Path(run_dir or RECORDS_DIR)
+    recs = cpu_records(run_dir)
+    if not recs: return "No committed `cpu`-scale KARD records yet."
+    t = cpu_table(run_dir)
+    rows = ["| dataset | rationales | method | decoding | accuracy % (mean ± std) | seeds | mean 95% CI | "
+            "KARD's number (model) | minutes/point (mean, max) |", "|---|---|---|---|---|---|---|---|---|"]
+    for _, x in t.iterrows():
+        spread = f" ± {pct(x['std'])}" if x.n_seeds > 1 else " (one seed)"
+        paper = f"{x.paper:g} ({x.paper_model})" if _notna(x.paper) else ""
+        rows.append(f"| {x.dataset} | {x.source} | {x.method} | {x.decoding} | {pct(x.accuracy)}{spread} | {x.seeds} | "
+                    f"[{pct(x.ci_low)}, {pct(x.ci_high)}] | {paper} | {x.minutes_mean:.1f}, {x.minutes_max:.1f} |")
+    rt = recall_table(run_dir)
+    lines = []
+    if len(rt):
+        lines += ["", "Evidence recall of the test passages (StrategyQA: its annotated evidence paragraphs, which the corpus "
+                  "holds; OBQA: the gold fact), mean over seeds; for the reranker, BM25's top-k and top-κ* pool on the "
+                  "same questions:", ""]
+        lines += [f"* {x.dataset}, {x.source}, {x.method}: recall@{x.k} {pct(x.recall)}"
+                  + (f" (BM25@{x.k} {pct(x.recall_bm25)}, BM25 pool@{x.kappa} {pct(x.recall_pool)})"
+                     if _notna(x.recall_bm25) else "") for _, x in rt.iterrows()]
+    tests = paired_tests(recs)
+    lines += (["", "Paired on the same test questions and seeds, greedy (Δ = A − B in points, paired bootstrap 95% CI "
+               "over questions, exact McNemar p pooled over seeds):", ""]
+              + [f"* {p['dataset']} ({p['source']} rationales): {paired_text(p)}" for p in tests]) if tests else \
+             ["", "No paired test yet: no two of FT, RD and KARD-reranker share a dataset and seed."]
+    sizes = ", ".join(sorted({f"`{m}` ({s})" for m, s in zip(t.model, t["size"])}))
+    return "\n".join([f"Student: {sizes}; KARD's numbers are its Flan-T5/T5 students (third-party summary, "
+                      f"`reference/paper_numbers.csv`). Built from {len(recs)} committed records.", ""] + rows + lines)
+
+def _notna(v) -> bool: return v is not None and v == v

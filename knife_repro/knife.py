@@ -37,7 +37,7 @@ __all__ = ['SCORES', 'POSITIONS', 'KD', 'KD_OUT', 'KD_IN_LAYERS', 'METHODS', 'VA
            'causal_task_text', 'encode_causal_choices', 'causal_collate', 'attention_allowed', 'causal_attention_mask',
            'position_ids_of', 'causal_forward', 'full_causal_forward', 'prefix_groups', 'prefix_is_shareable',
            'shared_prefix_forward', 'causal_teacher_forward', 'causal_student_forward', 'label_of', 'results_table',
-           'selection_table', 'correctness', 'cpu_records', 'paired', 'point_minutes']
+           'selection_table', 'cpu_records', 'paired']
 
 # %% ../nbs/20_knife.ipynb #ac545d44
 def task_text(ex: dict, choice: str) -> str:
@@ -751,9 +751,7 @@ def selection_table(run_dir=None) -> "pd.DataFrame":
     return t
 
 # %% ../nbs/20_knife.ipynb #5ed8ce54
-def correctness(rec: dict) -> dict:
-    "Per test question id, 1 if the record's prediction is right, else 0."
-    return {e["id"]: int(e["pred"] == e["gold"]) for e in rec.get("per_example") or []}
+from .tables import correctness, point_minutes   # shared: every cpu table pairs and times its runs alike
 
 def cpu_records(run_dir=None, scale: str = "cpu") -> list[dict]:
     "The test-split records of this table's methods at `scale` (`report.load_records`: committed, then fresh)."
@@ -762,18 +760,7 @@ def cpu_records(run_dir=None, scale: str = "cpu") -> list[dict]:
 
 def paired(recs: Sequence[dict], a: str, b: str, dataset: str, train_fraction: float = 1.0) -> dict | None:
     "`metrics.paired_test` of method label `a` vs `b` on `dataset` over the seeds both have, on their common questions."
-    from knife_repro.metrics import paired_test
-    by = {}
-    for r in recs:
-        c = r["config"]
-        if c["dataset"] == dataset and c["train_fraction"] == train_fraction and label_of(r) in (a, b):
-            by[(label_of(r), c["seed"])] = correctness(r)
-    seeds = sorted({s for (l, s) in by if l == a} & {s for (l, s) in by if l == b})
-    if not seeds: return None
-    ids = sorted(set.intersection(*(set(by[(l, s)]) for s in seeds for l in (a, b))))
-    t = paired_test([[by[(a, s)][q] for q in ids] for s in seeds], [[by[(b, s)][q] for q in ids] for s in seeds])
-    return {"dataset": dataset, "train_fraction": train_fraction, "A": a, "B": b, "seeds": ",".join(map(str, seeds)), **t}
-
-def point_minutes(rec: dict) -> float:
-    "Wall time of a run, in minutes: loading, training (with teacher states) and evaluation."
-    return sum(v for k, v in rec["timings"].items() if k.endswith("_s") and k != "tokens_per_s") / 60   # a rate, not seconds
+    from knife_repro.tables import paired_records
+    mine = [r for r in recs if r["config"]["dataset"] == dataset and r["config"]["train_fraction"] == train_fraction]
+    t = paired_records(mine, a, b, label_of)
+    return {"dataset": dataset, "train_fraction": train_fraction, **t} if t else None

@@ -30,13 +30,15 @@ from .training import TrainOptions, train
 
 # %% auto #0
 __all__ = ['METHODS', 'DECODINGS', 'RATIONALE_SOURCES', 'PROMPT_FILES', 'SCOTT_PRESETS', 'TEACHER_FIELDS', 'CONFIG', 'FLAGS',
-           'SMOKE', 'TEACHER_COLUMNS', 'load_prompt', 'teacher_prompt', 'wrong_answer', 'cd_scores', 'stop_token_ids',
-           'contrastive_decode', 'contrastive_decode_reference', 'target_and_contrast', 'decoding_prompts',
-           'ContrastiveTeacher', 'teacher_key', 'teacher_cache_path', 'open_teacher_cache', 'teacher_rationales',
-           'student_input', 'student_prefix', 'prefix_ids', 'encode_student', 'scott_loss', 'pair_counterfactuals',
+           'SMOKE', 'TEACHER_COLUMNS', 'DECODING_LABELS', 'PAPER_TEACHER', 'STUDENT_METRICS', 'STUDENT_KEYS', 'PAIR',
+           'load_prompt', 'teacher_prompt', 'wrong_answer', 'cd_scores', 'stop_token_ids', 'contrastive_decode',
+           'contrastive_decode_reference', 'target_and_contrast', 'decoding_prompts', 'ContrastiveTeacher',
+           'teacher_key', 'teacher_cache_path', 'open_teacher_cache', 'teacher_rationales', 'student_input',
+           'student_prefix', 'prefix_ids', 'encode_student', 'scott_loss', 'pair_counterfactuals',
            'CounterfactualPairs', 'explanation_rows', 'student_generate', 'forced_rationale_preds', 'ScottConfig',
            'scott_flags', 'teacher_cache_dir', 'run', 'scott_config', 'teacher_side_metrics', 'teacher_run',
-           'teacher_table', 'teacher_examples']
+           'teacher_table', 'teacher_examples', 'student_label', 'cpu_records', 'student_rows', 'student_table',
+           'faithfulness_rows', 'paired_tests', 'paper_beside', 'cpu_readme_block']
 
 # %% ../nbs/22_scott.ipynb #a2f7d7a9
 METHODS = ("scott", "scott_teacher")   # scott_teacher: the teacher-side measures only (no student)
@@ -586,16 +588,19 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
         gs = student_generate(student, tok, list(exs), **kw)
         return [g["rationale"] for g in gs], [g["pred"] for g in gs]
     forced = lambda exs, rats: forced_rationale_preds(student, tok, exs, rats, f["tags"], cfg.max_source_len)
+    per = []                                 # per test question: the paired tests of the cpu tables
     with timed(timings, "faithfulness_s"):   # own-rationale and perturbed accuracy, LAS: the shared measure
         fm, fnotes = rationale_faithfulness(cfg, tok, tr, test, outputs, forced,
-                                            test_outputs=([g["rationale"] for g in gens], preds),
+                                            test_outputs=([g["rationale"] for g in gens], preds), per_example=per,
                                             **{k: f[k] for k in ("simulator", "sim_epochs", "sim_lr", "n_boot",
                                                                  "perturb_fraction")})
         metrics.update(fm); notes += fnotes
     timings["tokens_per_s"] = round(res.tokens_per_s, 1)
     write_run_record(cfg, metrics, timings=timings, notes=notes, history=res.state.history,
                      best_validation=res.best_metrics, flags_resolved={k: v for k, v in f.items() if k != "data_options"},
-                     examples=[{"id": e["id"], "gold": e["answer"], "output": g["text"]} for e, g in zip(test[:5], gens[:5])])
+                     examples=[{"id": e["id"], "gold": e["answer"], "output": g["text"]} for e, g in zip(test[:5], gens[:5])],
+                     per_example=[{"id": e["id"], "gold": e["answer"], "pred": p,
+                                   **{k: v for k, v in x.items() if k != "y_hat"}} for e, p, x in zip(test, preds, per)])
     return find_run(cfg)
 
 # %% ../nbs/22_scott.ipynb #149da185
@@ -674,3 +679,136 @@ def teacher_examples(record: dict, k: int = 3, width: int = 160) -> "pd.DataFram
     cut = lambda t: t if len(t) <= width else t[:width - 1] + "…"
     return pd.DataFrame([{"question": cut(x["question"]), "gold": x["gold"], **{d: cut(x[d]) for d in DECODINGS}}
                          for x in record["examples"][:k]])
+
+# %% ../nbs/22_scott.ipynb #aec08a0c
+DECODING_LABELS = {"greedy": "greedy", "cd_empty": "CD-empty", "cd_wrong": "CD-wrong"}
+PAPER_TEACHER = "EleutherAI/gpt-neox-20b"     # SCOTT's teacher (the paper scale of sweeps/scott.yaml)
+STUDENT_METRICS = ("accuracy", "las", "own_rationale_accuracy", "perturbed_accuracy", "invalid")
+STUDENT_KEYS = ["dataset", "decoding", "objective", "model", "size", "teacher", "teacher_size"]
+PAIR = ("CD-wrong +CF", "greedy standard")
+
+def student_label(rec: dict) -> str:
+    "'CD-wrong +CF', 'greedy standard', …: the teacher decoding and the objective of a SCOTT student record."
+    f = rec["config"]["flags"]
+    src = DECODING_LABELS.get(f.get("rationales"), f.get("rationales"))
+    return f"{src} {'+CF' if f.get('counterfactual') else 'standard'}"
+
+def cpu_records(run_dir=None, scale: str = "cpu", method: str = "scott") -> list[dict]:
+    "The test-split records of `method` (scott: students; scott_teacher: the teacher side) at `scale` (`report.load_records`)."
+    from knife_repro.report import load_records
+    return load_records(run_dir, scale=scale, report_split="test", method=method)
+
+def student_rows(recs: Sequence[dict]) -> "pd.DataFrame":
+    "One row per student record: its table keys, seed, the probes with their CIs, and minutes."
+    import pandas as pd
+    from knife_repro.tables import model_size, point_minutes
+    rows = []
+    for r in recs:
+        c, m = r["config"], r["metrics"]
+        f = {**c["flags"], **(r.get("flags_resolved") or {})}
+        rows.append({"dataset": c["dataset"], "decoding": DECODING_LABELS.get(f["rationales"], f["rationales"]),
+                     "objective": "+counterfactual" if f.get("counterfactual") else "standard", "label": student_label(r),
+                     "model": c["model"], "size": model_size(c["model"], m.get("params")), "teacher": f.get("teacher"),
+                     "teacher_size": model_size(f.get("teacher")), "seed": c["seed"], "minutes": point_minutes(r),
+                     **{k: m.get(k) for k in STUDENT_METRICS},
+                     **{f"{k}_ci_{s}": m.get(f"{k}_ci_{s}") for k in ("accuracy", "las") for s in ("low", "high")}})
+    return pd.DataFrame(rows)
+
+def student_table(run_dir=None, scale: str = "cpu") -> "pd.DataFrame":
+    "Per (dataset, decoding, objective, student, teacher): each probe's mean and std over seeds, accuracy and LAS CIs, minutes."
+    import pandas as pd
+    from knife_repro.tables import aggregate
+    df = student_rows(cpu_records(run_dir, scale))
+    if df.empty: return pd.DataFrame()
+    df["drop"] = df.own_rationale_accuracy - df.perturbed_accuracy
+    t = None
+    for k in (*STUDENT_METRICS, "drop"):
+        a = aggregate(df, by=STUDENT_KEYS, metric=k)
+        a = a.rename(columns={"mean": k, "std": f"{k}_std", "ci_low": f"{k}_ci_low", "ci_high": f"{k}_ci_high",
+                              "n": f"{k}_n"}).drop(columns=["metric"])
+        a = a if k in ("accuracy", "las") else a.drop(columns=[f"{k}_ci_low", f"{k}_ci_high"])
+        t = a if t is None else t.merge(a.drop(columns=["seeds"]), on=STUDENT_KEYS, how="left")
+    t = t.rename(columns={"accuracy_n": "n_seeds"})
+    g = df.groupby(STUDENT_KEYS, dropna=False)
+    t["minutes_mean"] = [g.minutes.mean()[tuple(k)] for k in t[STUDENT_KEYS].values]
+    t["minutes_max"] = [g.minutes.max()[tuple(k)] for k in t[STUDENT_KEYS].values]
+    rank = {d: i for i, d in enumerate(DECODING_LABELS.values())}
+    return t.sort_values(["dataset", "decoding", "objective"], key=lambda s: s.map(rank) if s.name == "decoding"
+                         else s.map(lambda o: o != "standard") if s.name == "objective" else s).reset_index(drop=True)
+
+def faithfulness_rows(rec: dict) -> dict:
+    "Per test question id, (y_hat, sim_x, sim_e, sim_xe) of the record's `per_example` (None where it has no LAS row)."
+    return {e["id"]: (e.get("pred"), e.get("sim_x"), e.get("sim_e"), e.get("sim_xe")) for e in rec.get("per_example") or []}
+
+def paired_tests(recs: Sequence[dict], a: str = PAIR[0], b: str = PAIR[1]) -> list[dict]:
+    "Per dataset: student `a` vs `b` (labels of `student_label`) on accuracy (`metrics.paired_test`) and LAS (`faithfulness.paired_las`)."
+    from knife_repro.faithfulness import paired_las
+    from knife_repro.tables import paired_records
+    out = []
+    for d in sorted({r["config"]["dataset"] for r in recs}):
+        mine = [r for r in recs if r["config"]["dataset"] == d]
+        for metric, kw in (("accuracy", {}), ("las", dict(score=faithfulness_rows, test=paired_las))):
+            if (t := paired_records(mine, a, b, student_label, **kw)): out.append({"dataset": d, "metric": metric, **t})
+    return out
+
+def paper_beside(run_dir=None, scale: str = "cpu") -> "pd.DataFrame":
+    "SCOTT's reported cells (`report.paper_table`) beside ours of the same setting at `scale`, with both students' and teachers' sizes."
+    import pandas as pd
+    from knife_repro.report import paper_table, record_row
+    from knife_repro.tables import model_size
+    recs = cpu_records(run_dir, scale)
+    if not recs: return pd.DataFrame()
+    t = paper_table(pd.DataFrame([record_row(r) for r in recs]), "SCOTT", scale=scale)
+    t = t[t.n > 0].reset_index(drop=True)
+    teachers = {r["config"]["model"]: r["config"]["flags"].get("teacher") for r in recs}
+    t["our_teacher"] = [f"{teachers.get(m)} ({model_size(teachers.get(m))})" for m in t.our_model]
+    t["paper_teacher"] = f"{PAPER_TEACHER} ({model_size(PAPER_TEACHER)})"
+    return t
+
+def cpu_readme_block(run_dir=None) -> str:
+    "Markdown for the README: SCOTT's cpu teacher-side and student tables, paired tests and wall times, from the records."
+    from knife_repro.report import RECORDS_DIR
+    from knife_repro.tables import model_size, paired_text, pct
+    run_dir = Path(run_dir or RECORDS_DIR)
+    recs, trecs = cpu_records(run_dir), cpu_records(run_dir, method="scott_teacher")
+    if not recs and not trecs: return "No committed `cpu`-scale SCOTT records yet."
+    out = []
+    tt = teacher_table(trecs)
+    if len(tt):
+        out += [f"Teacher side ({len(trecs)} record{'s' if len(trecs) > 1 else ''}; the simulator trained on each decoding's training rationales with "
+                "the gold label as target):", "",
+                "| dataset | teacher | decoding | n | rationale alone → gold % | LAS w.r.t. gold [CI] | mean tokens |",
+                "|---|---|---|---|---|---|---|"]
+        out += [f"| {x.dataset} | {x.teacher} | {x.decoding} | {x.n:g} | {x['rationale alone → gold (%)']:.1f} | "
+                f"{x['LAS w.r.t. gold']:.1f} {x['LAS CI']} | {x['mean length (tokens)']:.1f} |" for _, x in tt.iterrows()]
+    if not recs: return "\n".join(out + ["", "No committed `cpu`-scale SCOTT student records yet."])
+    t = student_table(run_dir)
+    sd = lambda x, k, f: f" ± {f(x[f'{k}_std'])}" if x.n_seeds > 1 else ""
+    num = lambda v: "" if v is None or v != v else f"{v:.1f}"
+    out += ["" if out else None, f"Students ({len(recs)} records), mean ± std over seeds; LAS in points:", "",
+            "| dataset | teacher decoding | objective | accuracy % | mean 95% CI | LAS | LAS mean 95% CI | own-rationale % | "
+            "perturbed % | drop (own − perturbed) | invalid % | seeds | minutes/point (mean, max) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = [o for o in out if o is not None]
+    for _, x in t.iterrows():
+        out.append(f"| {x.dataset} | {x.decoding} | {x.objective} | {pct(x.accuracy)}{sd(x, 'accuracy', pct)} | "
+                   f"[{pct(x.accuracy_ci_low)}, {pct(x.accuracy_ci_high)}] | {num(x.las)}{sd(x, 'las', num)} | "
+                   f"[{num(x.las_ci_low)}, {num(x.las_ci_high)}] | {pct(x.own_rationale_accuracy)} | "
+                   f"{pct(x.perturbed_accuracy)} | {pct(x['drop'])} | {pct(x.invalid)} | {x.seeds} | {x.minutes_mean:.1f}, {x.minutes_max:.1f} |")
+    tests = paired_tests(recs)
+    out += (["", "Paired on the same test questions and seeds (Δ = A − B in points, paired bootstrap 95% CI over "
+             "questions; accuracy with the exact McNemar p pooled over seeds):", ""]
+            + [f"* {p['dataset']}, {p['metric']}: {paired_text(p, 100.0 if p['metric'] == 'accuracy' else 1.0)}"
+               for p in tests]) if tests else \
+           ["", f"No paired test yet: {PAIR[0]} and {PAIR[1]} share no dataset and seed."]
+    pb = paper_beside(run_dir)
+    if len(pb):
+        out += ["", "Beside the one published reproduction (`reference/paper_numbers.csv`):", ""]
+        out += [f"* {x.dataset}, {x.metric}: ours {x.ours:.1f} ± {x.ours_std:.1f} (student {x.our_model} ({x.our_size}), "
+                f"teacher {x.our_teacher}; seeds {x.seeds}) vs {x.paper_value:g} (student {x.paper_model} "
+                f"({x.paper_size}), teacher {x.paper_teacher})" for _, x in pb.iterrows()]
+    sizes = ", ".join(sorted({f"`{m}` ({s})" for m, s in zip(t.model, t["size"])}))
+    teach = ", ".join(sorted({f"`{m}` ({s})" for m, s in zip(t.teacher, t.teacher_size)}))
+    theirs = SCOTT_PRESETS["paper"]["model"]
+    return "\n".join([f"Student {sizes}, teacher {teach}; SCOTT's: teacher {PAPER_TEACHER} ({model_size(PAPER_TEACHER)}), "
+                      f"student {theirs} ({model_size(theirs)}). Built from {len(recs) + len(trecs)} committed records.", ""] + out)

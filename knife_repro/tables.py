@@ -15,8 +15,9 @@ import pandas as pd
 from .metrics import mean_std
 
 # %% auto #0
-__all__ = ['DEFAULT_BY', 'AGG_COLUMNS', 'MODEL_PARAMS', 'aggregate', 'model_params', 'model_size', 'fmt', 'to_markdown',
-           'to_latex', 'write_table', 'link_pair', 'save_figure', 'error_line']
+__all__ = ['DEFAULT_BY', 'AGG_COLUMNS', 'MODEL_PARAMS', 'aggregate', 'correctness', 'paired_records', 'pct', 'paired_text',
+           'point_minutes', 'model_params', 'model_size', 'fmt', 'to_markdown', 'to_latex', 'write_table', 'link_pair',
+           'save_figure', 'error_line']
 
 # %% ../nbs/30a_tables.ipynb #88c2545a
 DEFAULT_BY = ("method", "dataset", "model", "scale", "train_fraction", "flags", "budget")
@@ -36,6 +37,40 @@ def aggregate(df: pd.DataFrame, by: Sequence[str] = DEFAULT_BY, metric: str = "a
                      "n": len(g), "seeds": ",".join(map(str, sorted(g["seed"]))) if "seed" in g else "",
                      "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows, columns=cols)
+
+# %% ../nbs/30a_tables.ipynb #ee2a4eeb
+def correctness(rec: dict) -> dict:
+    "Per test question id, 1 if the record's prediction is right, else 0."
+    return {e["id"]: int(e["pred"] == e["gold"]) for e in rec.get("per_example") or []}
+
+def paired_records(recs: Sequence[dict], a: str, b: str, label, score=correctness, test=None) -> dict | None:
+    """`test` (default `metrics.paired_test`) of the records labelled `a` vs `b` (`label(rec)`) over the seeds both have,
+    on the question ids all of them share (`score(rec)` -> {id: value}); None when no seed has both."""
+    from knife_repro.metrics import paired_test
+    test = test or paired_test
+    by = {}
+    for r in recs:
+        if (l := label(r)) in (a, b): by[(l, r["config"]["seed"])] = score(r)
+    seeds = sorted({s for (l, s) in by if l == a} & {s for (l, s) in by if l == b})
+    if not seeds: return None
+    ids = sorted(set.intersection(*(set(by[(l, s)]) for s in seeds for l in (a, b))))
+    t = test([[by[(a, s)][q] for q in ids] for s in seeds], [[by[(b, s)][q] for q in ids] for s in seeds])
+    return {"A": a, "B": b, "seeds": ",".join(map(str, seeds)), **t}
+
+def pct(v) -> str:
+    "A fraction as percent with one decimal; empty for None/NaN."
+    return "" if v is None or v != v else f"{100 * v:.1f}"
+
+def paired_text(p: dict, unit: float = 100.0) -> str:
+    "One line of a paired test: 'A − B = Δ [CI]' (points: `unit` × the stored values), McNemar p when the test has one."
+    f = lambda v: f"{unit * v:+.1f}"
+    return (f"{p['A']} − {p['B']} = {f(p['diff'])} [{f(p['diff_ci_low'])}, {f(p['diff_ci_high'])}]"
+            + (f", p = {p['p_mcnemar']:.3g}" if "p_mcnemar" in p else "")
+            + f" (seeds {p['seeds']}, {p['n_questions']} questions)")
+
+def point_minutes(rec: dict) -> float:
+    "Wall time of a run, in minutes: the sum of its timings in seconds (`*_s`, not the `tokens_per_s` rate)."
+    return sum(v for k, v in rec["timings"].items() if k.endswith("_s") and k != "tokens_per_s") / 60   # a rate, not seconds
 
 # %% ../nbs/30a_tables.ipynb #c58b1562
 MODEL_PARAMS = {

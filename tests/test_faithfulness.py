@@ -87,6 +87,48 @@ def test_rationale_faithfulness_probes_the_forced_rationale():
     assert "las" not in m3 and any("LAS not computed" in n for n in notes3)
 
 
+
+def test_per_example_keeps_what_a_paired_las_needs(monkeypatch):
+    "`per_example` gets, per test question, y_hat, the three simulator choices (None where y_hat is None) and the forced preds."
+    import knife_repro.faithfulness as fa
+    from knife_repro.core import RunConfig
+    from knife_repro.models import load_seq2seq
+    _, tok = load_seq2seq("tiny-t5")
+    cfg = RunConfig(method="x", dataset="toy", seed=0, scale="smoke", max_source_len=32)
+    exs = _coin(4)
+    preds = [0, None, 1, 1]
+    outputs = lambda es: (["r"] * len(es), [preds[int(e["id"])] for e in es])
+    forced = lambda es, rats: [1] * len(es)
+    # a stand-in simulator: view x picks 0, e picks 1, xe picks y_hat
+    monkeypatch.setattr(fa, "train_simulator", lambda *a, **k: (None, None, None))
+    monkeypatch.setattr(fa, "simulate", lambda sim, tok, rows, view, n: [0 if view == "x" else 1 if view == "e" else
+                                                                        r["y_hat"] for r in rows])
+    per = []
+    m, _ = fa.rationale_faithfulness(cfg, tok, exs, exs, outputs, forced, per_example=per, n_boot=10)
+    assert [p["y_hat"] for p in per] == preds and [p["own_pred"] for p in per] == [1] * 4
+    assert [(p["sim_x"], p["sim_e"], p["sim_xe"]) for p in per] == [(0, 1, 0), (None, None, None), (0, 1, 1), (0, 1, 1)]
+    # by hand on the 3 valid rows: leaking (sim_e == y_hat) rows 2, 3 gain 1 - 0 each; row 0 does not leak, gains 1 - 1 = 0
+    assert m["las"] == pytest.approx(50) and m["las_n"] == 3
+    m2, _ = fa.rationale_faithfulness(cfg, tok, exs, exs, outputs, forced, n_boot=10)   # without it: the same metrics
+    assert m2 == m
+
+
+def test_paired_las_sign_and_shape():
+    from knife_repro.faithfulness import paired_las
+    y, sx, se, sxe = [0, 1, 0, 1, 0, 1], [1, 1, 1, 1, 0, 0], [0, 1, 1, 0, 1, 0], [0, 1, 0, 0, 0, 1]
+    a = [list(zip(y, sx, se, sxe))] * 2                 # LAS 37.5 (test_las_hand_computed), two seeds
+    b = [list(zip(y, sx, se, sx))] * 2                  # sim(x,e) = sim(x): LAS 0
+    t = paired_las(a, b, n_boot=200)
+    assert (t["n_questions"], t["n_seeds"]) == (6, 2) and t["diff"] == pytest.approx(37.5)
+    assert t["diff_ci_low"] <= 37.5 <= t["diff_ci_high"] and t["las_b"] == 0
+    r = paired_las(b, a, n_boot=50)
+    assert r["diff"] == pytest.approx(-37.5) and r["las_a"] == 0
+    bad = [[(None, None, None, None)] + list(zip(y, sx, se, sxe))[1:]]     # question 0 invalid for A: left out
+    assert paired_las(bad, [list(zip(y, sx, se, sx))], n_boot=10)["las_a"] == pytest.approx(
+        las(y[1:], sx[1:], se[1:], sxe[1:], n_boot=10)["las"])
+    with pytest.raises(ValueError, match="shapes differ"):
+        paired_las(a, b[:1])
+
 def test_iro_forced_own_rationale_is_the_headline_scoring():
     "For FT I→RO, forcing the student's own rationale reproduces the headline (scored) prediction exactly."
     from knife_repro.baselines import baseline_faithfulness, evaluate_qa

@@ -226,6 +226,10 @@ def test_kard_runs_end_to_end_with_a_causal_student(tmp_path):
     assert rec["info"]["student"] == "causal" and rec["info"]["train_examples"] == 8 and rec["metrics"]["n"] == 4
     assert rec["history"] and all(h["loss"] == h["loss"] for h in rec["history"] if "loss" in h)   # finite losses
     assert not any("Question:" in s["output"] for s in rec["samples"])                             # new text only
+    per = rec["per_example"]                  # every test question's gold and prediction: the cpu table's paired tests
+    assert len(per) == 4 and len({e["id"] for e in per}) == 4 and {"gold", "pred", "pred_scored"} <= set(per[0])
+    assert sum(e["pred"] == e["gold"] for e in per) / 4 == rec["metrics"]["accuracy"]
+    assert sum(e["pred_scored"] == e["gold"] for e in per) / 4 == rec["metrics"]["accuracy_scored"]
 
 
 @pytest.mark.slow
@@ -400,3 +404,73 @@ def test_selection_runs_report_the_validation_split(tmp_path):
     rec = kard.run(_smoke_cfg(tmp_path, "tiny-gpt2", report_split="validation"))
     assert rec["info"]["test_split"] == "validation" and rec["config"]["report_split"] == "validation"
     assert rec["info"]["evidence_recall"]["n"] == 0          # the toy corpus has no gold passages: left out, not 0
+
+
+# --- the cpu-scale table, from hand-made records -----------------------------------------------------------
+
+def _kard_records(tmp_path):
+    "StrategyQA, 4 test questions (gold 0, 1, 0, 1), FT / RD / KARD-reranker x seeds 0, 1, an RD vote run on seed 0, and"
+    " records the table must leave out (validation split, smoke scale)."
+    from knife_repro.core import write_run_record
+    from knife_repro.train import resolve_config
+    golds = [0, 1, 0, 1]
+    preds = {("kard_ft", 0): [0, 0, 0, 0], ("kard_ft", 1): [1, 1, 0, 1], ("kard_rd", 0): [0, 1, 0, 0],
+             ("kard_rd", 1): [0, 1, 0, 1], ("kard_rerank", 0): [0, 1, 0, 1], ("kard_rerank", 1): [0, None, 0, 1]}
+    def write(m, s, pr, **kw):
+        cfg = resolve_config(method=m, dataset="strategyqa", seed=s, output_dir=str(tmp_path),
+                             **{"scale": "cpu", "rationale_source": "file", **kw})
+        ex = [{"id": f"q{i}", "gold": g, "pred": p} for i, (g, p) in enumerate(zip(golds, pr))]
+        info = {"evidence_recall": {"recall": [0.5, 0.7][s]}, "evidence_recall_bm25": {"recall": 0.25},
+                "evidence_recall_pool": {"recall": 0.75}} if m == "kard_rerank" else {}
+        write_run_record(cfg, {"accuracy": sum(e["gold"] == e["pred"] for e in ex) / 4, "n": 4,
+                               "accuracy_ci_low": 0.1 * (s + 1), "accuracy_ci_high": 0.9},
+                         timings={"train_s": 600.0, "eval_s": 60.0 * (s + 1), "tokens_per_s": 99.0}, info=info,
+                         per_example=ex)
+    for (m, s), pr in preds.items(): write(m, s, pr)
+    write("kard_rd", 0, [1, 1, 1, 1], decoding="vote")
+    write("kard_rd", 2, [0, 0, 0, 0], report_split="validation")
+    write("kard_rd", 0, [0, 0, 0, 0], scale="smoke")
+    return tmp_path / "runs"
+
+
+def test_cpu_table_mean_std_ci_and_minutes_from_records(tmp_path):
+    import math
+    runs = _kard_records(tmp_path)
+    assert len(kard.cpu_records(runs)) == 7                      # 6 greedy test runs + the vote; not validation/smoke
+    t = kard.cpu_table(runs).set_index(["method", "decoding"])
+    # by hand: FT 2/4 and 3/4 -> 0.625 ± sqrt(2 * 0.125^2 / 1); RD 3/4 and 4/4 -> 0.875; reranker 4/4 and 3/4
+    for m, mean in (("FT", 0.625), ("RD", 0.875), ("KARD (reranker)", 0.875)):
+        r = t.loc[(m, "greedy")]
+        assert math.isclose(r.accuracy, mean) and math.isclose(r["std"], 0.125 * math.sqrt(2)) and r.n_seeds == 2
+        assert math.isclose(r.ci_low, 0.15) and r.seeds == "0,1" and math.isclose(r.minutes_mean, 11.5)
+        assert math.isclose(r.minutes_max, 12.0)
+    assert t.loc[("RD", "vote")].n_seeds == 1 and t.loc[("RD", "vote")].accuracy == 0.5
+    assert t.loc[("FT", "greedy")].source == "—" and t.loc[("RD", "greedy")].source == "file"
+    assert list(kard.cpu_table(runs).method[:3]) == ["FT", "RD", "KARD (reranker)"]   # greedy rows first, in order
+    rc = kard.recall_table(runs).iloc[0]
+    assert rc.method == "KARD (reranker)" and math.isclose(rc.recall, 0.6) and (rc.recall_bm25, rc.recall_pool) == (0.25, 0.75)
+
+
+def test_cpu_paired_tests_and_readme_block(tmp_path):
+    runs = _kard_records(tmp_path)
+    tests = {(p["A"], p["B"]): p for p in kard.paired_tests(kard.cpu_records(runs))}
+    rd_ft = tests[("RD", "FT")]
+    # by hand: seed 0 RD right on q0-q2, FT on q0, q2; seed 1 RD on all, FT on q1-q3: two discordant, both for RD
+    assert (rd_ft["only_a"], rd_ft["only_b"], rd_ft["n_seeds"], rd_ft["n_questions"]) == (2, 0, 2, 4)
+    assert abs(rd_ft["diff"] - 0.25) < 1e-12 and rd_ft["source"] == "file" and rd_ft["seeds"] == "0,1"
+    kr = tests[("KARD (reranker)", "RD")]          # seed 0: q3 for the reranker; seed 1: q1 (no letter) for RD
+    assert (kr["only_a"], kr["only_b"], kr["diff"]) == (1, 1, 0.0)
+    block = kard.cpu_readme_block(runs)
+    assert "| strategyqa | — | FT | greedy | 62.5 ± 17.7 | 0,1 | [15.0, 90.0] |" in block
+    assert "| strategyqa | file | RD | vote | 50.0 (one seed) | 0 |" in block and "11.5, 12.0 |" in block
+    assert "56.57 (t5-base" in block                            # the paper's StrategyQA KARD cell, beside the reranker
+    assert "recall@1 60.0 (BM25@1 25.0, BM25 pool@20 75.0)" in block
+    assert "strategyqa (file rationales): RD − FT = +25.0 [" in block and "(seeds 0,1, 4 questions)" in block
+    from knife_repro.tables import model_size
+    assert f"`smollm2-135m` ({model_size('smollm2-135m')})" in block and "Built from 7 committed records" in block
+
+
+def test_cpu_section_without_records(tmp_path):
+    assert kard.cpu_records(tmp_path) == [] and kard.cpu_table(tmp_path).empty and kard.recall_table(tmp_path).empty
+    assert kard.paired_tests([]) == []
+    assert kard.cpu_readme_block(tmp_path) == "No committed `cpu`-scale KARD records yet."

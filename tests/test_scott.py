@@ -285,6 +285,18 @@ def _check_record(rec, n_test):
     losses = [h[k] for h in rec["history"] for k in ("loss", "loss_factual", "loss_counterfactual") if k in h]
     assert losses and all(math.isfinite(x) for x in losses)
     assert rec["examples"] and all(x["output"].startswith("[factual]") for x in rec["examples"])
+    per = rec["per_example"]                  # per test question: what the paired tests of accuracy and LAS need
+    assert len(per) == n_test and len({x["id"] for x in per}) == n_test
+    assert {"gold", "pred", "own_pred", "perturbed_pred", "sim_x", "sim_e", "sim_xe"} <= set(per[0]) or "las" not in m
+    assert sum(x["pred"] == x["gold"] for x in per) / n_test == m["accuracy"]
+    assert sum(x["own_pred"] == x["gold"] for x in per) / n_test == m["own_rationale_accuracy"]
+    assert sum(x["perturbed_pred"] == x["gold"] for x in per) / n_test == m["perturbed_accuracy"]
+    if "las" in m:                            # the simulator's choices give the record's LAS back
+        from knife_repro.faithfulness import las
+        ok = [x for x in per if x["pred"] is not None]
+        assert all(x["sim_xe"] is None for x in per if x["pred"] is None)
+        assert abs(las(*zip(*[(x["pred"], x["sim_x"], x["sim_e"], x["sim_xe"]) for x in ok]), n_boot=1)["las"]
+                   - m["las"]) < 1e-9
 
 
 def test_run_with_a_tiny_causal_student_end_to_end(tmp_path):
@@ -618,3 +630,80 @@ def test_teacher_cache_waits_for_another_process(markov, tmp_path):
     rats, info = out["r"]
     assert not t.is_alive() and (info["decoded"], info["cached"]) == (1, 2)   # it read the cache after the wait
     assert rats["q0"] == rats["q1"] == "by the other" != rats["q2"]
+
+
+# --- the cpu-scale tables, from hand-made records -------------------------------------------------------
+
+def _scott_records(tmp_path):
+    "StrategyQA, 4 test questions (gold 0, 1, 0, 1): greedy-standard and CD-wrong +CF students x seeds 0, 1, a teacher-side"
+    " record, and records the tables must leave out (validation split, smoke scale)."
+    from knife_repro.core import write_run_record
+    from knife_repro.scott import ScottConfig, scott_config
+    golds = [0, 1, 0, 1]
+    cd_sims = [(1, 0, 0), (1, 0, 1), (1, 1, 0), (0, 0, 1)]        # (sim_x, sim_e, sim_xe) per question
+    def student(rationales, cf, seed, preds, las_v, own, pert, **kw):
+        cfg = scott_config(**{"scale": "cpu", **kw}, dataset="strategyqa", seed=seed, rationales=rationales,
+                           counterfactual=cf, output_dir=str(tmp_path))
+        sims = cd_sims if cf else [(x, e, x) for x, e, _ in cd_sims]   # greedy: sim(x,e) = sim(x), LAS 0
+        per = [{"id": f"q{i}", "gold": g, "pred": p, "own_pred": g, "perturbed_pred": 1 - g,
+                **dict(zip(("sim_x", "sim_e", "sim_xe"), s if p is not None else (None,) * 3))}
+               for i, (g, p, s) in enumerate(zip(golds, preds, sims))]
+        acc = sum(p == g for p, g in zip(preds, golds)) / 4
+        write_run_record(cfg, {"accuracy": acc, "accuracy_ci_low": acc - 0.25, "accuracy_ci_high": 1.0,
+                               "las": las_v, "las_ci_low": las_v - 10, "las_ci_high": las_v + 10, "n": 4,
+                               "own_rationale_accuracy": own, "perturbed_accuracy": pert,
+                               "invalid": sum(p is None for p in preds) / 4},
+                         timings={"teacher_s": 60.0, "train_s": 540.0 + 60 * seed, "tokens_per_s": 50.0},
+                         flags_resolved=dict(cfg.flags), per_example=per)
+    student("greedy", False, 0, [0, 1, 1, None], 0.0, 0.5, 0.5)
+    student("greedy", False, 1, [0, 1, 0, 0], 0.0, 0.5, 0.5)
+    student("cd_wrong", True, 0, [0, 1, 0, 1], 83.3, 0.9, 0.5)
+    student("cd_wrong", True, 1, [0, 1, 0, 1], 80.0, 0.8, 0.6)
+    student("cd_wrong", True, 2, [0, 0, 0, 0], 0.0, 0.8, 0.6, report_split="validation")
+    student("cd_wrong", True, 0, [0, 0, 0, 0], 0.0, 0.8, 0.6, scale="smoke", model="tiny-t5", teacher="tiny-gpt2")
+    tcfg = ScottConfig.resolve(method="scott_teacher", scale="cpu", dataset="strategyqa", seed=0, output_dir=str(tmp_path))
+    m = {"n": 4}
+    for d, alone, l in (("greedy", 0.5, 2.0), ("cd_empty", 0.75, 4.0), ("cd_wrong", 1.0, 6.0)):
+        m.update({f"{d}_rationale_alone_gold": alone, f"{d}_las_gold": l, f"{d}_las_gold_ci_low": l - 1,
+                  f"{d}_las_gold_ci_high": l + 1, f"{d}_mean_tokens": 40.0, f"{d}_hit_limit": 0.0})
+    write_run_record(tcfg, m, examples=[])
+    return tmp_path / "runs"
+
+
+def test_student_table_mean_std_and_paired_tests(tmp_path):
+    import math
+    from knife_repro import scott
+    runs = _scott_records(tmp_path)
+    recs = scott.cpu_records(runs)
+    assert len(recs) == 4 and len(scott.cpu_records(runs, method="scott_teacher")) == 1
+    t = scott.student_table(runs).set_index(["decoding", "objective"])
+    g, c = t.loc[("greedy", "standard")], t.loc[("CD-wrong", "+counterfactual")]
+    # by hand: greedy 2/4 and 3/4 -> 0.625 ± 0.125·√2; invalid 1/4 and 0 -> 0.125; CD-wrong LAS 83.3 and 80 -> 81.65 ± 1.65·√2
+    assert math.isclose(g.accuracy, 0.625) and math.isclose(g.accuracy_std, 0.125 * math.sqrt(2)) and g.n_seeds == 2
+    assert math.isclose(g.invalid, 0.125) and math.isclose(g.accuracy_ci_low, 0.375) and g.seeds == "0,1"
+    assert math.isclose(c.las, 81.65) and math.isclose(c.las_std, 1.65 * math.sqrt(2)) and math.isclose(c.las_ci_high, 91.65)
+    assert math.isclose(c["drop"], 0.3) and math.isclose(c.own_rationale_accuracy, 0.85) and c.accuracy == 1.0
+    assert math.isclose(g.minutes_mean, 10.5) and math.isclose(g.minutes_max, 11.0)
+    tests = {p["metric"]: p for p in scott.paired_tests(recs)}
+    a = tests["accuracy"]   # seed 0: CD right on q2, q3 where greedy is not; seed 1: on q3 -> 3 discordant, all for CD
+    assert (a["only_a"], a["only_b"], a["n_seeds"], a["n_questions"]) == (3, 0, 2, 4) and math.isclose(a["diff"], 3 / 8)
+    l = tests["las"]        # CD: q0 leaks with Δ 1; q1-q3 do not, Δ 0, 1, 1 -> (1 + 2/3) / 2; greedy: sim(x,e) = sim(x) -> 0
+    assert (l["n_seeds"], l["n_questions"]) == (2, 4) and math.isclose(l["las_a"], 250 / 3) and l["las_b"] == 0
+    assert math.isclose(l["diff"], 250 / 3) and l["A"] == "CD-wrong +CF" and l["B"] == "greedy standard"
+
+
+def test_scott_readme_block_and_empty_case(tmp_path):
+    from knife_repro import scott
+    assert scott.cpu_readme_block(tmp_path) == "No committed `cpu`-scale SCOTT records yet."
+    assert scott.student_table(tmp_path).empty and scott.paired_tests([]) == [] and scott.paper_beside(tmp_path).empty
+    block = scott.cpu_readme_block(_scott_records(tmp_path))
+    assert "| strategyqa | smollm2-135m | cd_wrong | 4 | 100.0 | 6.0 [5.0, 7.0] | 40.0 |" in block
+    assert "| strategyqa | greedy | standard | 62.5 ± 17.7 | [37.5, 100.0] | 0.0 ± 0.0 | [-10.0, 10.0] | 50.0 | 50.0 | 0.0 | 12.5 | 0,1 | 10.5, 11.0 |" in block
+    assert "| strategyqa | CD-wrong | +counterfactual | 100.0 ± 0.0 | [75.0, 100.0] | 81.7 ± 2.3 |" in block
+    assert "* strategyqa, accuracy: CD-wrong +CF − greedy standard = +37.5 [" in block and "p = 0.25" in block
+    assert "* strategyqa, las: CD-wrong +CF − greedy standard = +83.3 [" in block
+    # the reproduction's StrategyQA cells (CD-wrong +CF, alpha 0.5) beside ours, sizes on both sides
+    assert "strategyqa, accuracy: ours 100.0 ± 0.0 (student smollm2-135m" in block and "vs 55.9 (student t5-3b (3B)" in block
+    assert "perturbed_accuracy: ours 55.0 ± 7.1" in block and "teacher EleutherAI/gpt-neox-20b (20B)" in block
+    assert "| 85.0 | 55.0 | 30.0 | 0.0 | 0,1 |" in block                  # own 0.9, 0.8; perturbed 0.5, 0.6: drop 30 points
+    assert "SCOTT's: teacher EleutherAI/gpt-neox-20b (20B), student t5-3b (3B). Built from 5 committed records" in block
