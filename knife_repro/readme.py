@@ -14,7 +14,7 @@ from pathlib import Path
 from .core import PROJECT_ROOT
 
 # %% auto #0
-__all__ = ['RECORDS', 'BLOCKS', 'knife_cpu_block', 'render', 'main']
+__all__ = ['RECORDS', 'BLOCKS', 'knife_cpu_block', 'kard_cpu_block', 'scott_cpu_block', 'render', 'main']
 
 # %% ../nbs/33_readme.ipynb #95a08c1a
 RECORDS = PROJECT_ROOT / "records" / "runs"
@@ -64,7 +64,17 @@ def knife_cpu_block(run_dir: str | Path | None = None) -> str:
     return "\n".join([f"Student and teacher: `{model}` ({size}); KNIFE's paper reports T5-Base/Large. "
                       f"Built from {len(recs)} committed records.", ""] + rows + lines)
 
-BLOCKS = {"knife-cpu": knife_cpu_block}
+def kard_cpu_block(run_dir: str | Path | None = None) -> str:
+    "KARD's cpu table, paired tests and wall times (`kard.cpu_readme_block`)."
+    from knife_repro import kard
+    return kard.cpu_readme_block(Path(run_dir or RECORDS))
+
+def scott_cpu_block(run_dir: str | Path | None = None) -> str:
+    "SCOTT's teacher-side and student tables and paired tests (`scott.cpu_readme_block`)."
+    from knife_repro import scott
+    return scott.cpu_readme_block(Path(run_dir or RECORDS))
+
+BLOCKS = {"knife-cpu": knife_cpu_block, "kard-cpu": kard_cpu_block, "scott-cpu": scott_cpu_block}
 
 # %% ../nbs/33_readme.ipynb #4aeef6fb
 def render(text: str, run_dir: str | Path | None = None, blocks: dict | None = None) -> str:
