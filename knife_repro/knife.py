@@ -24,7 +24,7 @@ from .core import (CACHE_DIR, ConfigError, MethodConfig, RunConfig, find_run, ru
                               timed, write_run_record)
 from .qa import (CAUSAL_SEP, caps, causal_target_ids, dev_cap, eval_splits, is_causal, rationale_of, selects,
                             subsample)
-from .metrics import accuracy
+from .metrics import accuracy, correctness   # correctness: per question, for the paired tests
 from .training import TrainOptions, load_weights, pad_collate, save_weights, train
 
 # %% auto #0
@@ -37,7 +37,7 @@ __all__ = ['SCORES', 'POSITIONS', 'KD', 'KD_OUT', 'KD_IN_LAYERS', 'METHODS', 'VA
            'causal_task_text', 'encode_causal_choices', 'causal_collate', 'attention_allowed', 'causal_attention_mask',
            'position_ids_of', 'causal_forward', 'full_causal_forward', 'prefix_groups', 'prefix_is_shareable',
            'shared_prefix_forward', 'causal_teacher_forward', 'causal_student_forward', 'label_of', 'results_table',
-           'selection_table', 'correctness', 'cpu_records', 'paired', 'point_minutes']
+           'selection_table', 'cpu_records', 'paired', 'point_minutes']
 
 # %% ../nbs/20_knife.ipynb #ac545d44
 def task_text(ex: dict, choice: str) -> str:
@@ -751,28 +751,18 @@ def selection_table(run_dir=None) -> "pd.DataFrame":
     return t
 
 # %% ../nbs/20_knife.ipynb #5ed8ce54
-def correctness(rec: dict) -> dict:
-    "Per test question id, 1 if the record's prediction is right, else 0."
-    return {e["id"]: int(e["pred"] == e["gold"]) for e in rec.get("per_example") or []}
-
 def cpu_records(run_dir=None, scale: str = "cpu") -> list[dict]:
     "The test-split records of this table's methods at `scale` (`report.load_records`: committed, then fresh)."
     from knife_repro.report import load_records
     return [r for r in load_records(run_dir, scale=scale, report_split="test") if r["config"]["method"] in LABELS]
 
 def paired(recs: Sequence[dict], a: str, b: str, dataset: str, train_fraction: float = 1.0) -> dict | None:
-    "`metrics.paired_test` of method label `a` vs `b` on `dataset` over the seeds both have, on their common questions."
-    from knife_repro.metrics import paired_test
-    by = {}
-    for r in recs:
-        c = r["config"]
-        if c["dataset"] == dataset and c["train_fraction"] == train_fraction and label_of(r) in (a, b):
-            by[(label_of(r), c["seed"])] = correctness(r)
-    seeds = sorted({s for (l, s) in by if l == a} & {s for (l, s) in by if l == b})
-    if not seeds: return None
-    ids = sorted(set.intersection(*(set(by[(l, s)]) for s in seeds for l in (a, b))))
-    t = paired_test([[by[(a, s)][q] for q in ids] for s in seeds], [[by[(b, s)][q] for q in ids] for s in seeds])
-    return {"dataset": dataset, "train_fraction": train_fraction, "A": a, "B": b, "seeds": ",".join(map(str, seeds)), **t}
+    "`metrics.paired_records` of method label `a` vs `b` on `dataset`: over the seeds both have, on their common questions."
+    from knife_repro.metrics import paired_records
+    pick = lambda l: [r for r in recs if r["config"]["dataset"] == dataset and r["config"]["train_fraction"] == train_fraction
+                      and label_of(r) == l]
+    t = paired_records(pick(a), pick(b))
+    return t and {"dataset": dataset, "train_fraction": train_fraction, "A": a, "B": b, **t}
 
 def point_minutes(rec: dict) -> float:
     "Wall time of a run, in minutes: loading, training (with teacher states) and evaluation."

@@ -14,7 +14,7 @@ from typing import Sequence
 
 # %% auto #0
 __all__ = ['normalize_answer', 'correct', 'exact_match_scores', 'bootstrap_ci', 'summarize', 'accuracy', 'exact_match',
-           'mean_std', 'paired_test']
+           'mean_std', 'paired_test', 'correctness', 'paired_records']
 
 # %% ../nbs/04_metrics.ipynb #f457a781
 def normalize_answer(s: str) -> str:
@@ -80,3 +80,20 @@ def paired_test(a, b, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) ->
     return {"n_questions": a.shape[1], "n_seeds": a.shape[0], "acc_a": float(a.mean()), "acc_b": float(b.mean()),
             "diff": float(diff_q.mean()), "diff_ci_low": float(np.quantile(boot, alpha / 2)),
             "diff_ci_high": float(np.quantile(boot, 1 - alpha / 2)), "only_a": n10, "only_b": n01, "p_mcnemar": float(p)}
+
+# %% ../nbs/04_metrics.ipynb #43044252
+def correctness(rec: dict) -> dict:
+    "Per test question id, 1 if the record's prediction is right, else 0 (its `per_example` rows)."
+    return {e["id"]: int(e["pred"] == e["gold"]) for e in rec.get("per_example") or []}
+
+def paired_records(a: Sequence[dict], b: Sequence[dict], **kw) -> dict | None:
+    """`paired_test` of records `a` vs records `b` (one per seed each) over the seeds both have, on the questions all of
+    those records answered; with `seeds` ("0,1,2"). None when they share no seed or no question."""
+    by_a = {r["config"]["seed"]: correctness(r) for r in a}
+    by_b = {r["config"]["seed"]: correctness(r) for r in b}
+    seeds = sorted(set(by_a) & set(by_b))
+    if not seeds: return None
+    ids = sorted(set.intersection(*(set(by[s]) for s in seeds for by in (by_a, by_b))))
+    if not ids: return None
+    t = paired_test([[by_a[s][q] for q in ids] for s in seeds], [[by_b[s][q] for q in ids] for s in seeds], **kw)
+    return {"seeds": ",".join(map(str, seeds)), **t}
