@@ -400,3 +400,18 @@ def test_selection_runs_report_the_validation_split(tmp_path):
     rec = kard.run(_smoke_cfg(tmp_path, "tiny-gpt2", report_split="validation"))
     assert rec["info"]["test_split"] == "validation" and rec["config"]["report_split"] == "validation"
     assert rec["info"]["evidence_recall"]["n"] == 0          # the toy corpus has no gold passages: left out, not 0
+
+
+def test_kard_records_per_example_and_inference_tokens(tmp_path):
+    "Every test question's prediction (paired tests), and the tokens generated per question: all samples of a vote."
+    from knife_repro.metrics import correctness
+    from knife_repro.models import load_causal
+    rec = kard.run(_smoke_cfg(tmp_path, "tiny-gpt2", decoding="vote", n_samples=3))
+    ex = rec["per_example"]
+    assert len(ex) == 4 == rec["metrics"]["n"] and all(len(e["other_samples"]) == 2 for e in ex)
+    assert sum(correctness(rec).values()) / 4 == pytest.approx(rec["metrics"]["accuracy"])
+    _, tok = load_causal("tiny-gpt2", seed=0)
+    n = lambda t: len(tok(t, add_special_tokens=False).input_ids)
+    want = sum(n(e["generation"]) + sum(map(n, e["other_samples"])) for e in ex) / 4
+    assert rec["metrics"]["gen_tokens_per_question"] == pytest.approx(want)
+    assert rec["metrics"]["scored_tokens_per_question"] == 0.0          # the headline parses; it scores nothing

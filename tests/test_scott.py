@@ -618,3 +618,19 @@ def test_teacher_cache_waits_for_another_process(markov, tmp_path):
     rats, info = out["r"]
     assert not t.is_alive() and (info["decoded"], info["cached"]) == (1, 2)   # it read the cache after the wait
     assert rats["q0"] == rats["q1"] == "by the other" != rats["q2"]
+
+
+def test_run_records_per_example_and_inference_tokens(tmp_path):
+    "Every test question's prediction (paired tests); tokens generated per question: the text after the forced tag."
+    from knife_repro.metrics import correctness
+    from knife_repro.models import load_causal
+    from knife_repro.scott import run
+    rec = run(_smoke_cfg(tmp_path, model="tiny-gpt2", epochs=1, max_train_samples=8, max_eval_samples=6,
+                         max_target_len=24, simulator="tiny-gpt2"))
+    ex = rec["per_example"]
+    assert len(ex) == 6 == rec["metrics"]["n"] and all(e["generation"].startswith("[factual]") for e in ex)
+    assert sum(correctness(rec).values()) / 6 == pytest.approx(rec["metrics"]["accuracy"])
+    _, tok = load_causal("tiny-gpt2", seed=0)
+    want = sum(len(tok(e["generation"][len("[factual]"):].strip(), add_special_tokens=False).input_ids) for e in ex) / 6
+    assert rec["metrics"]["gen_tokens_per_question"] == pytest.approx(want)
+    assert rec["metrics"]["scored_tokens_per_question"] == 0.0
