@@ -21,11 +21,12 @@ from .tables import (aggregate, error_line, link_pair, load_records, model_size,
 
 # %% auto #0
 __all__ = ['LEADERBOARD', 'RATIONALE', 'DATASETS', 'STUDENT', 'BUDGET', 'HELPERS', 'BUDGET_DEFAULTS', 'LEADERBOARD_SWEEP',
-           'LB_METRICS', 'LB_EXTRA', 'DATASET_NAMES', 'CHANCE', 'LB_POINT_COLUMNS', 'GEN_TOKENS', 'NOT_TRAINING',
-           'REFERENCE', 'DETAIL_COLUMNS', 'CPU_LEGEND', 'LB_LEGEND', 'cpu_flags', 'method_flags', 'leaderboard_config',
-           'run_point', 'leaderboard_points', 'leaderboard_runs', 'leaderboard_numbers', 'leaderboard_tables',
-           'write_leaderboard_figure', 'leaderboard_scales', 'train_minutes', 'board_records', 'leaderboard_detail',
-           'detail_table', 'write_las_figure', 'missing_lines', 'cpu_readme_block', 'write_leaderboard']
+           'LB_METRICS', 'LB_EXTRA', 'DATASET_NAMES', 'CHANCE', 'LB_POINT_COLUMNS', 'GEN_TOKENS', 'SCORED_TOKENS',
+           'NOT_TRAINING', 'REFERENCE', 'DETAIL_COLUMNS', 'CPU_LEGEND', 'LB_LEGEND', 'cpu_flags', 'method_flags',
+           'leaderboard_config', 'run_point', 'leaderboard_points', 'leaderboard_runs', 'leaderboard_numbers',
+           'leaderboard_tables', 'write_leaderboard_figure', 'leaderboard_scales', 'train_minutes', 'board_records',
+           'leaderboard_detail', 'detail_table', 'write_las_figure', 'missing_lines', 'cpu_readme_block',
+           'write_leaderboard']
 
 # %% ../nbs/32_leaderboard.ipynb #981dd1bd
 LEADERBOARD = {"ft_io": "FT I→O", "ft_ior": "FT I→OR", "ft_iro": "FT I→RO", "ft_ir_o": "FT IR→O (oracle)",
@@ -214,12 +215,13 @@ def leaderboard_scales(sweep: str | Path = LEADERBOARD_SWEEP, results_dir: str |
     return [s for s in ("smoke", "cpu", "paper") if s in found]
 
 # %% ../nbs/32_leaderboard.ipynb #cbb7c6bc
-GEN_TOKENS = "gen_tokens_per_question"              # the metric a record stores its inference cost under
+GEN_TOKENS = "gen_tokens_per_question"              # inference cost in the record: tokens generated per test question
+SCORED_TOKENS = "scored_tokens_per_question"        # and answer tokens scored per test question (qa.inference_tokens)
 NOT_TRAINING = ("load_s", "eval_s", "faithfulness_s", "total_s", "tokens_per_s")
 REFERENCE = "ft_io"                                  # every method's paired difference is taken from FT I→O
 DETAIL_COLUMNS = ["dataset", "method", "points", "recorded", "status", "acc_mean", "acc_std", "acc_n", "diff", "diff_ci_low",
                   "diff_ci_high", "p", "diff_seeds", "diff_questions", "las_mean", "las_std", "las_n", "las_ci_low",
-                  "las_ci_high", "own_mean", "perturbed_mean", "train_min", "gen_tokens"]
+                  "las_ci_high", "own_mean", "perturbed_mean", "train_min", "gen_tokens", "scored_tokens"]
 
 def train_minutes(rec: dict) -> float:
     "Training wall time of a run in minutes: every `*_s` timing of the record but loading, evaluation and faithfulness."
@@ -252,7 +254,8 @@ def leaderboard_detail(recs, pts: pd.DataFrame, reference: str = REFERENCE) -> p
             if not len(p): continue
             rs = [by_id[i] for i in p.run_id if i in by_id]
             runs = pd.DataFrame([{"seed": r["config"]["seed"], **{k: r["metrics"].get(k) for k in (
-                "accuracy", "las", "las_ci_low", "las_ci_high", "own_rationale_accuracy", "perturbed_accuracy", GEN_TOKENS)},
+                "accuracy", "las", "las_ci_low", "las_ci_high", "own_rationale_accuracy", "perturbed_accuracy", GEN_TOKENS,
+                SCORED_TOKENS)},
                 "train_min": train_minutes(r)} for r in rs])
             runs = runs.astype({c: float for c in runs.columns if c != "seed"}) if len(runs) else runs
             acc, las = _stat(runs, "accuracy"), _stat(runs, "las")
@@ -266,7 +269,8 @@ def leaderboard_detail(recs, pts: pd.DataFrame, reference: str = REFERENCE) -> p
                          "las_mean": las["mean"], "las_std": las["std"], "las_n": las["n"], "las_ci_low": las["ci_low"],
                          "las_ci_high": las["ci_high"], "own_mean": _stat(runs, "own_rationale_accuracy")["mean"],
                          "perturbed_mean": _stat(runs, "perturbed_accuracy")["mean"],
-                         "train_min": _stat(runs, "train_min")["mean"], "gen_tokens": _stat(runs, GEN_TOKENS)["mean"]})
+                         "train_min": _stat(runs, "train_min")["mean"], "gen_tokens": _stat(runs, GEN_TOKENS)["mean"],
+                         "scored_tokens": _stat(runs, SCORED_TOKENS)["mean"]})
     return pd.DataFrame(rows, columns=DETAIL_COLUMNS)
 
 def _num(v, f: float = 1.0, fmt: str = "{:.1f}") -> str:
@@ -295,10 +299,11 @@ def detail_table(detail: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFra
             f"{_num(x.own_mean, 100)} / {'n/a' if writes == 'after' else _num(x.perturbed_mean, 100)}"
             if x.own_mean == x.own_mean or x.perturbed_mean == x.perturbed_mean else "")
         r["train min"] = _num(x.train_min)
-        r["gen tokens / question"] = _num(x.gen_tokens)
+        r["tokens / question: generated + scored"] = " + ".join(v for v in (_num(x.gen_tokens), _num(x.scored_tokens)) if v) \
+            if x.gen_tokens == x.gen_tokens and x.scored_tokens == x.scored_tokens else _num(x.gen_tokens)
         rows.append(r)
     cols = ["dataset", "method", "accuracy %", f"Δ vs {LEADERBOARD.get(reference, reference)} [95% CI]", "p",
-            "LAS [95% CI]", "own / perturbed %", "train min", "gen tokens / question"]
+            "LAS [95% CI]", "own / perturbed %", "train min", "tokens / question: generated + scored"]
     return pd.DataFrame(rows, columns=cols).fillna("")
 
 def write_las_figure(detail: pd.DataFrame, out_dir: str | Path, name: str = "leaderboard_las") -> list[Path]:
@@ -374,7 +379,8 @@ CPU_LEGEND = ("Accuracy (%): mean ± std over seeds (n seeds with a record). Δ:
               "seeds). LAS (points): mean ± std [mean of the runs' 95% bootstrap bounds]; own / perturbed: accuracy with "
               "the student's own rationale forced, and with half its tokens replaced. Blank: no record has the measure; "
               "–: the student writes no rationale; n/a: it answers before its rationale. Train min: training wall time "
-              "per point (mean over seeds); gen tokens / question: tokens generated per test question at inference.")
+              "per point (mean over seeds); tokens / question: tokens the student generates + answer tokens it scores per "
+              "test question at inference (blank: the record predates this count).")
 
 # %% ../nbs/32_leaderboard.ipynb #813e46e6
 LB_LEGEND = ("Same splits, student, seeds and training budget for every method (`nbs/32_leaderboard`). Accuracy (%): "

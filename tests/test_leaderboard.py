@@ -306,13 +306,15 @@ def cpu_board(tmp_path):
         cfg = leaderboard_config(method, dataset, seed, "smoke", output_dir=str(tmp_path))
         ex = [{"id": f"q{i}", "pred": int(i in right), "gold": 1} for i in range(4)]
         write_run_record(cfg, {"accuracy": len(right) / 4, **metrics}, per_example=ex, timings=timings)
-    rec("ft_io", 0, {0, 1}, {"train_s": 60.0, "eval_s": 30.0, "load_s": 5.0}, gen_tokens_per_question=2.0)
-    rec("ft_io", 1, {0}, {"train_s": 120.0, "eval_s": 30.0, "tokens_per_s": 99.0}, gen_tokens_per_question=4.0)
+    rec("ft_io", 0, {0, 1}, {"train_s": 60.0, "eval_s": 30.0, "load_s": 5.0}, gen_tokens_per_question=0.0,
+        scored_tokens_per_question=2.0)
+    rec("ft_io", 1, {0}, {"train_s": 120.0, "eval_s": 30.0, "tokens_per_s": 99.0}, gen_tokens_per_question=0.0,
+        scored_tokens_per_question=4.0)
     rec("ft_iro", 0, {0, 1, 2}, {"train_s": 180.0, "faithfulness_s": 999.0})
     rec("ft_iro", 1, {0, 1}, {"train_s": 150.0, "teacher_states_s": 30.0})
     rec("knife", 0, {0, 1, 2, 3}, {"train_s": 30.0, "teacher_states_s": 30.0})
     rec("scott", 0, {0, 1}, {"teacher_s": 60.0, "train_s": 240.0}, las=4.0, las_ci_low=-2.0, las_ci_high=10.0,
-        own_rationale_accuracy=0.5, perturbed_accuracy=0.25)
+        own_rationale_accuracy=0.5, perturbed_accuracy=0.25, gen_tokens_per_question=41.5, scored_tokens_per_question=0.0)
     rec("ft_io", 0, {0}, {"train_s": 6.0}, dataset="openbookqa")
     from knife_repro.tables import load_records
     pts = leaderboard.leaderboard_points(sweep, "smoke", tmp_path)
@@ -361,11 +363,14 @@ def test_cpu_detail_cost_columns(cpu_board):
     assert d.loc[("strategyqa", "ft_iro"), "train_min"] == pytest.approx(3.0)     # 180 s; 150 + 30 s
     assert d.loc[("strategyqa", "knife"), "train_min"] == pytest.approx(1.0)      # train + teacher states
     assert d.loc[("strategyqa", "scott"), "train_min"] == pytest.approx(5.0)      # teacher decoding + train
-    assert d.loc[("strategyqa", "ft_io"), "gen_tokens"] == pytest.approx(3.0)
+    assert d.loc[("strategyqa", "ft_io"), "gen_tokens"] == 0.0
+    assert d.loc[("strategyqa", "ft_io"), "scored_tokens"] == pytest.approx(3.0)      # (2 + 4) / 2 seeds
     assert math.isnan(d.loc[("strategyqa", "ft_iro"), "gen_tokens"])
     t = leaderboard.detail_table(d.reset_index()).set_index(["dataset", "method"])
-    assert (t.loc[("StrategyQA", "FT I→O"), "train min"], t.loc[("StrategyQA", "FT I→O"), "gen tokens / question"]) == ("1.5", "3.0")
-    assert t.loc[("StrategyQA", "FT I→RO"), "gen tokens / question"] == ""
+    tok = "tokens / question: generated + scored"
+    assert (t.loc[("StrategyQA", "FT I→O"), "train min"], t.loc[("StrategyQA", "FT I→O"), tok]) == ("1.5", "0.0 + 3.0")
+    assert t.loc[("StrategyQA", "SCOTT"), tok] == "41.5 + 0.0"
+    assert t.loc[("StrategyQA", "FT I→RO"), tok] == ""                  # the record does not store it: blank
     assert leaderboard.train_minutes({"timings": {"train_s": 90, "eval_s": 600, "total_s": 700}}) == 1.5
 
 
