@@ -22,7 +22,7 @@ import pandas as pd
 
 from .core import PROJECT_ROOT, RESULTS_DIR, RUNS_DIR, flags_changed
 from .leaderboard import LEADERBOARD, LEADERBOARD_SWEEP, write_leaderboard
-from . import tables
+from . import tables as _tables   # `tables` is a common variable name in this notebook
 from .tables import (AGG_COLUMNS, DEFAULT_BY, RECORDS_DIR, REQUIRED, aggregate, config_key, error_line, fmt,
                                 link_pair, model_size, save_figure, to_latex, to_markdown, write_table)
 
@@ -74,13 +74,13 @@ def _dirs(runs_dir) -> list[Path]:
 def read_records(runs_dir: str | Path | Sequence[str | Path] | None = None) -> list[tuple[Path, dict]]:
     """(path, record) of every run record in `runs_dir` (a folder or several; default records/runs then results/runs),
     in folder order; files that are not readable JSON run records are skipped with a warning naming them (`tables.read_records`)."""
-    return tables.read_records(_dirs(runs_dir))
+    return _tables.read_records(_dirs(runs_dir))
 
 def load_records(runs_dir: str | Path | Sequence[str | Path] | None = None, **where) -> list[dict]:
     """The run records `collect_runs` tabulates, as dicts: one per resolved config (a later folder's replaces an
     earlier one's), keeping those whose config has every `where` value (`tables.load_records`; default folders
     records/runs then results/runs)."""
-    return tables.load_records(_dirs(runs_dir), **where)
+    return _tables.load_records(_dirs(runs_dir), **where)
 
 def collect_runs(runs_dir: str | Path | Sequence[str | Path] | None = None) -> pd.DataFrame:
     "One row per run record in `runs_dir` (a folder or several; default records/runs then results/runs); bad files skipped with a warning."
