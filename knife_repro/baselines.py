@@ -13,7 +13,7 @@ from .core import (CPU_BUDGET, ConfigError, MethodConfig, RunConfig, find_run, s
                               write_run_record)
 from .metrics import accuracy
 from .qa import (ANSWER_CUE, EXPLANATION_CUE, SMOKE_CAPS, caps, causal_target_ids, dev_cap, eval_splits, generate,
-                            is_causal, lm_loss, lm_row, parse_answer, prompt_ids, rationale_of, score_choices, selects,
+                            inference_tokens, is_causal, lm_loss, lm_row, parse_answer, prompt_ids, rationale_of, score_choices, selects,
                             subsample)
 from .training import TrainOptions, train
 
@@ -128,6 +128,9 @@ def run_baseline(cfg: RunConfig, dd=None, force: bool = False) -> dict:
         for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high"):   # the headline: prediction by scoring
             metrics[k] = metrics[f"{k}_score"]
         metrics["params"] = n_params(model)
+        # inference cost of the headline (scoring): every option scored; only I→RO generates first (its rationale)
+        metrics |= inference_tokens(tok, out["generate"]["texts"] if cfg.method == "ft_iro" else [[] for _ in test],
+                                    [e["choices"] for e in test])
     per_example = [{"id": e.get("id", str(i)), "gold": g, "pred": ps, "pred_generate": pg, "generation": t}
                    for i, (e, g, ps, pg, t) in enumerate(zip(test, golds, out["score"]["preds"], out["generate"]["preds"],
                                                              out["generate"]["texts"]))]

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from .qa import (caps, causal_target_ids, eval_splits, generate, is_causal, lm_loss, lm_row, score_choices,
+from .qa import (caps, causal_target_ids, eval_splits, generate, inference_tokens, is_causal, lm_loss, lm_row, score_choices,
                             subsample)
 from dataclasses import dataclass, field
 
@@ -368,6 +368,7 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
     m = accuracy(out["preds"], golds)
     m["invalid"] = sum(p is None for p in out["preds"]) / max(len(test), 1)
     m.update({f"{k}_scored": v for k, v in accuracy(out["scored"], golds).items() if k != "n"})
+    m |= inference_tokens(tok, out["texts"], [[] for _ in test])   # the headline parses every sample; scores nothing
     if f["faithfulness"] and cfg.method != "kard_ft":
         with timed(timings, "faithfulness_s"):
             fm, fnotes = kard_faithfulness(model, tok, cfg, f, tr, test, index, rr, out, ps)
@@ -375,11 +376,12 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
     timings["tokens_per_s"] = round(res.tokens_per_s, 1)
     notes.append(f"train {len(tr)} questions → {len(data)} examples; reported split {rep} ({len(test)}); "
                  f"rationales from {info.get('rationale_source')}")
-    per_example = [{"id": e["id"], "gold": g, "pred": p, "pred_scored": sc}        # per question: the paired tests
-                   for e, g, p, sc in zip(test, golds, out["preds"], out["scored"])]
     write_run_record(cfg, m, timings=timings, notes=notes, info=info, history=res.state.history,
                      samples=[{"id": e["id"], "output": t[0][:300], "pred": p} for e, t, p in
-                              list(zip(test, out["texts"], out["preds"]))[:5]], per_example=per_example)
+                              list(zip(test, out["texts"], out["preds"]))[:5]],
+                     per_example=[{"id": e["id"], "gold": g, "pred": p, "pred_scored": sc, "generation": t[0],   # paired tests
+                                   **({"other_samples": t[1:]} if len(t) > 1 else {})}
+                                  for e, g, p, sc, t in zip(test, golds, out["preds"], out["scored"], out["texts"])])
     return find_run(cfg)
 
 def reranker_pairs(examples: Sequence[dict], rationales: dict[str, list[str]], seed: int = 0) -> tuple[list, list]:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from .baselines import BASELINE_PRESETS
 from .core import (CACHE_DIR, ConfigError, MethodConfig, RunConfig, find_run, run_lock, seed_everything,
                               timed, write_run_record)
-from .qa import (CAUSAL_SEP, caps, causal_target_ids, dev_cap, eval_splits, is_causal, rationale_of, selects,
+from .qa import (CAUSAL_SEP, caps, causal_target_ids, dev_cap, eval_splits, inference_tokens, is_causal, rationale_of, selects,
                             subsample)
 from .metrics import accuracy
 from .training import TrainOptions, load_weights, pad_collate, save_weights, train
@@ -502,6 +502,8 @@ def _run(cfg: RunConfig, force: bool, dd) -> dict:
                      f"to the FTR when bottleneck=True); teacher_positions={f['teacher_positions']}")
     timings["tokens_per_s"] = round(res.tokens_per_s, 1)
     metrics |= {"params": n_params(lm), "chance": sum(1 / len(e["labels"]) for e in data["test"]) / len(data["test"])}
+    # inference cost: a scorer generates nothing and reads every option's answer tokens (its labels, with EOS)
+    metrics |= inference_tokens(tok, [[] for _ in data["test"]], [e["labels"] for e in data["test"]])
     write_run_record(cfg, metrics, timings=timings, notes=notes, history=res.state.history,
                      best_validation=res.best_metrics, resolved_flags=f,
                      teacher_run=teacher_rec["run_id"] if teacher_rec else None, per_example=per_example)

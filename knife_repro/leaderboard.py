@@ -16,13 +16,17 @@ import dataclasses
 from .core import CPU_BUDGET, PROJECT_ROOT, RESULTS_DIR, ConfigError, RunConfig
 from .faithfulness import FAITHFULNESS
 from .train import resolve_config
-from .tables import aggregate, error_line, link_pair, model_size, save_figure, to_markdown, write_table
+from .tables import (aggregate, error_line, link_pair, load_records, model_size, save_figure, to_markdown,
+                                write_table)
 
 # %% auto #0
 __all__ = ['LEADERBOARD', 'RATIONALE', 'DATASETS', 'STUDENT', 'BUDGET', 'HELPERS', 'BUDGET_DEFAULTS', 'LEADERBOARD_SWEEP',
-           'LB_METRICS', 'LB_EXTRA', 'DATASET_NAMES', 'CHANCE', 'LB_POINT_COLUMNS', 'LB_LEGEND', 'method_flags',
+           'LB_METRICS', 'LB_EXTRA', 'DATASET_NAMES', 'CHANCE', 'LB_POINT_COLUMNS', 'GEN_TOKENS', 'SCORED_TOKENS',
+           'NOT_TRAINING', 'REFERENCE', 'DETAIL_COLUMNS', 'CPU_LEGEND', 'LB_LEGEND', 'cpu_flags', 'method_flags',
            'leaderboard_config', 'run_point', 'leaderboard_points', 'leaderboard_runs', 'leaderboard_numbers',
-           'leaderboard_tables', 'write_leaderboard_figure', 'leaderboard_scales', 'write_leaderboard']
+           'leaderboard_tables', 'write_leaderboard_figure', 'leaderboard_scales', 'train_minutes', 'board_records',
+           'leaderboard_detail', 'detail_table', 'write_las_figure', 'missing_lines', 'cpu_readme_block',
+           'write_leaderboard']
 
 # %% ../nbs/32_leaderboard.ipynb #981dd1bd
 LEADERBOARD = {"ft_io": "FT I→O", "ft_ior": "FT I→OR", "ft_iro": "FT I→RO", "ft_ir_o": "FT IR→O (oracle)",
@@ -46,8 +50,25 @@ HELPERS = {   # the models a method needs besides its student
                   reranker="michiyasunaga/LinkBERT-base", n_rationales=10, kappa=100),
 }
 
-def method_flags(method: str, scale: str) -> dict:
-    "The method's own settings in the leaderboard (faithfulness on for every rationale-writing student)."
+def cpu_flags(method: str, dataset: str, sweep: str | Path | None = None) -> dict:
+    """A method's own settings at cpu scale: the `set` of every `assign` entry of the leaderboard sweep's cpu scale
+    that matches (method, dataset), i.e. the settings of the method's own cpu sweep (KARD's, SCOTT's)."""
+    from knife_repro.sweep import load_sweep
+    sw = load_sweep(sweep or LEADERBOARD_SWEEP, "cpu")
+    out = {}
+    for a in sw.assign:
+        if set(a["match"]) - {"method", "dataset"}:
+            raise ConfigError(f"{sw.path}: assign entry {a['match']}: the leaderboard's settings match on method and dataset only")
+        if all({"method": method, "dataset": dataset}[k] == v for k, v in a["match"].items()): out.update(a["set"])
+    return out
+
+def method_flags(method: str, scale: str, dataset: str | None = None) -> dict:
+    """The method's own settings in the leaderboard: at smoke and paper scale faithfulness on for every rationale-writing
+    student; at cpu scale those of the method's own cpu sweep (`cpu_flags`: a point is the per-method table's point)."""
+    if method not in LEADERBOARD: raise ConfigError(f"method={method!r}: not on the leaderboard; known: {', '.join(LEADERBOARD)}")
+    if scale == "cpu":
+        if dataset is None: raise ConfigError(f"method_flags({method!r}, 'cpu'): needs the dataset (KARD's rationale source depends on it)")
+        return cpu_flags(method, dataset)
     h, fa = HELPERS[scale], FAITHFULNESS[scale]
     if method in ("ft_io", "ft_ir_o", "knife"): return {}
     if method in ("ft_ior", "ft_iro"): return {"faithfulness": True}
@@ -68,7 +89,7 @@ def leaderboard_config(method: str, dataset: str, seed: int = 0, scale: str = "s
     "The RunConfig of one leaderboard point: the shared student and budget of `scale`, the method's own flags."
     if scale not in BUDGET: raise ConfigError(f"scale={scale!r}: must be one of {tuple(BUDGET)}")
     if dataset not in DATASETS: raise ConfigError(f"dataset={dataset!r}: the leaderboard has {', '.join(DATASETS)}")
-    flags = method_flags(method, scale)
+    flags = method_flags(method, scale, dataset)
     # every budget field given (RunConfig's default where BUDGET names none), so no method's preset changes the budget
     return resolve_config(method=method, dataset=dataset, model=model or STUDENT[scale], seed=int(seed), scale=scale,
                           output_dir=output_dir, **{**BUDGET_DEFAULTS, **BUDGET[scale]}, **flags)
@@ -193,6 +214,175 @@ def leaderboard_scales(sweep: str | Path = LEADERBOARD_SWEEP, results_dir: str |
         except (OSError, json.JSONDecodeError, KeyError, TypeError): pass   # sweep_status warns about unreadable ones
     return [s for s in ("smoke", "cpu", "paper") if s in found]
 
+# %% ../nbs/32_leaderboard.ipynb #cbb7c6bc
+GEN_TOKENS = "gen_tokens_per_question"              # inference cost in the record: tokens generated per test question
+SCORED_TOKENS = "scored_tokens_per_question"        # and answer tokens scored per test question (qa.inference_tokens)
+NOT_TRAINING = ("load_s", "eval_s", "faithfulness_s", "total_s", "tokens_per_s")
+REFERENCE = "ft_io"                                  # every method's paired difference is taken from FT I→O
+DETAIL_COLUMNS = ["dataset", "method", "points", "recorded", "status", "acc_mean", "acc_std", "acc_n", "diff", "diff_ci_low",
+                  "diff_ci_high", "p", "diff_seeds", "diff_questions", "las_mean", "las_std", "las_n", "las_ci_low",
+                  "las_ci_high", "own_mean", "perturbed_mean", "train_min", "gen_tokens", "scored_tokens"]
+
+def train_minutes(rec: dict) -> float:
+    "Training wall time of a run in minutes: every `*_s` timing of the record but loading, evaluation and faithfulness."
+    t = rec.get("timings") or {}
+    return sum(float(v) for k, v in t.items() if k.endswith("_s") and k not in NOT_TRAINING
+               and isinstance(v, (int, float))) / 60
+
+def board_records(recs, pts: pd.DataFrame) -> list[dict]:
+    "The records (as `tables.load_records` gives them) of the leaderboard's points, matched by run id."
+    ids = set(pts.run_id)
+    return [r for r in recs if r.get("run_id") in ids]
+
+def _stat(runs: pd.DataFrame, metric: str) -> dict:
+    a = aggregate(runs, by=[], metric=metric)
+    if a.empty: return {"mean": math.nan, "std": math.nan, "n": 0, "ci_low": math.nan, "ci_high": math.nan}
+    return a.iloc[0].to_dict()
+
+def leaderboard_detail(recs, pts: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
+    """One row per dataset × method of `pts` (raw units, NaN where no record has the measure): accuracy over seeds,
+    the paired difference from `reference` on the same questions and seeds, LAS, own/perturbed accuracy, cost."""
+    from knife_repro.tables import paired_records
+    mine = board_records(recs, pts)
+    by_id = {r["run_id"]: r for r in mine}
+    rows = []
+    for d in dict.fromkeys(pts.dataset):
+        ref = [by_id[i] for i in pts[(pts.dataset == d) & (pts.method == reference)].run_id if i in by_id]
+        methods = [m for m in LEADERBOARD if m in set(pts.method)] + sorted(set(pts.method) - set(LEADERBOARD))
+        for m in methods:
+            p = pts[(pts.dataset == d) & (pts.method == m)]
+            if not len(p): continue
+            rs = [by_id[i] for i in p.run_id if i in by_id]
+            runs = pd.DataFrame([{"seed": r["config"]["seed"], **{k: r["metrics"].get(k) for k in (
+                "accuracy", "las", "las_ci_low", "las_ci_high", "own_rationale_accuracy", "perturbed_accuracy", GEN_TOKENS,
+                SCORED_TOKENS)},
+                "train_min": train_minutes(r)} for r in rs])
+            runs = runs.astype({c: float for c in runs.columns if c != "seed"}) if len(runs) else runs
+            acc, las = _stat(runs, "accuracy"), _stat(runs, "las")
+            side = {id(r): "A" for r in rs} | {id(r): "B" for r in ref}      # this method's records vs the reference's
+            t = paired_records(rs + ref, "A", "B", lambda r: side[id(r)]) if m != reference and rs and ref else None
+            rows.append({"dataset": d, "method": m, "points": len(p), "recorded": len(rs),
+                         "status": " / ".join(dict.fromkeys(p.status)) if not rs else "",
+                         "acc_mean": acc["mean"], "acc_std": acc["std"], "acc_n": acc["n"],
+                         "diff": t["diff"] if t else math.nan, "diff_ci_low": t["diff_ci_low"] if t else math.nan,
+                         "diff_ci_high": t["diff_ci_high"] if t else math.nan, "p": t["p_mcnemar"] if t else math.nan,
+                         "diff_seeds": t["seeds"] if t else "", "diff_questions": t["n_questions"] if t else 0,
+                         "las_mean": las["mean"], "las_std": las["std"], "las_n": las["n"], "las_ci_low": las["ci_low"],
+                         "las_ci_high": las["ci_high"], "own_mean": _stat(runs, "own_rationale_accuracy")["mean"],
+                         "perturbed_mean": _stat(runs, "perturbed_accuracy")["mean"],
+                         "train_min": _stat(runs, "train_min")["mean"], "gen_tokens": _stat(runs, GEN_TOKENS)["mean"],
+                         "scored_tokens": _stat(runs, SCORED_TOKENS)["mean"]})
+    return pd.DataFrame(rows, columns=DETAIL_COLUMNS)
+
+def _num(v, f: float = 1.0, fmt: str = "{:.1f}") -> str:
+    "A number, or blank when it is missing (NaN/None): a measure no record has is never shown as 0."
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(f * v)
+
+def detail_table(detail: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
+    "The readable cpu table: one row per dataset × method, strings (blank: no record has the measure)."
+    rows = []
+    for x in detail.itertuples():
+        r = {"dataset": DATASET_NAMES.get(x.dataset, x.dataset), "method": LEADERBOARD.get(x.method, x.method)}
+        if not x.recorded:
+            rows.append({**r, "accuracy %": x.status}); continue
+        r["accuracy %"] = _num(x.acc_mean, 100) + (f" ± {_num(x.acc_std, 100)}" if x.acc_n > 1 else "") + \
+            f" (n={x.acc_n}" + (f" of {x.points})" if x.acc_n < x.points else ")")
+        ref = LEADERBOARD.get(reference, reference)
+        r[f"Δ vs {ref} [95% CI]"] = "reference" if x.method == reference else (
+            f"{_num(x.diff, 100, '{:+.1f}')} [{_num(x.diff_ci_low, 100, '{:+.1f}')}, {_num(x.diff_ci_high, 100, '{:+.1f}')}]"
+            if x.diff == x.diff else "")
+        r["p"] = _num(x.p, fmt="{:.3g}") if x.method != reference else ""
+        writes = RATIONALE.get(x.method)
+        r["LAS [95% CI]"] = "–" if not writes else ("" if not x.las_n else
+            _num(x.las_mean) + (f" ± {_num(x.las_std)}" if x.las_n > 1 else "")
+            + (f" [{_num(x.las_ci_low)}, {_num(x.las_ci_high)}]" if x.las_ci_low == x.las_ci_low else ""))
+        r["own / perturbed %"] = "–" if not writes else (
+            f"{_num(x.own_mean, 100)} / {'n/a' if writes == 'after' else _num(x.perturbed_mean, 100)}"
+            if x.own_mean == x.own_mean or x.perturbed_mean == x.perturbed_mean else "")
+        r["train min"] = _num(x.train_min)
+        r["tokens / question: generated + scored"] = " + ".join(v for v in (_num(x.gen_tokens), _num(x.scored_tokens)) if v) \
+            if x.gen_tokens == x.gen_tokens and x.scored_tokens == x.scored_tokens else _num(x.gen_tokens)
+        rows.append(r)
+    cols = ["dataset", "method", "accuracy %", f"Δ vs {LEADERBOARD.get(reference, reference)} [95% CI]", "p",
+            "LAS [95% CI]", "own / perturbed %", "train min", "tokens / question: generated + scored"]
+    return pd.DataFrame(rows, columns=cols).fillna("")
+
+def write_las_figure(detail: pd.DataFrame, out_dir: str | Path, name: str = "leaderboard_las") -> list[Path]:
+    """Accuracy (%) against LAS (points), one panel per dataset, marker area ∝ training minutes per point; the methods
+    with accuracy but no LAS are named under the panel. PNG and SVG under `out_dir`; [] when no record has accuracy."""
+    from matplotlib.figure import Figure
+    d = detail[detail.acc_n > 0]
+    if d.empty: return []
+    datasets = list(dict.fromkeys(d.dataset))
+    fig = Figure(figsize=(5.5 * len(datasets), 4.5)); axes = fig.subplots(1, len(datasets), squeeze=False)[0]
+    top = max(float(d.train_min.max()), 1e-9)
+    for ax, ds in zip(axes, datasets):
+        g = d[d.dataset == ds]
+        have = g[g.las_n > 0]
+        for x in have.itertuples():
+            ax.scatter(x.las_mean, 100 * x.acc_mean, s=30 + 400 * (x.train_min / top if x.train_min == x.train_min else 0),
+                       alpha=0.6)
+            ax.annotate(LEADERBOARD.get(x.method, x.method), (x.las_mean, 100 * x.acc_mean), fontsize=7,
+                        xytext=(4, 4), textcoords="offset points")
+        if ds in CHANCE: ax.axhline(100 * CHANCE[ds], ls="--", lw=1, color="grey")
+        ax.axvline(0, ls=":", lw=1, color="grey")
+        no_las = [LEADERBOARD.get(m, m) + ("" if m in RATIONALE else " (writes no rationale)") for m in g[g.las_n == 0].method]
+        ax.set_title(DATASET_NAMES.get(ds, ds)); ax.set_xlabel("LAS (points)"); ax.set_ylabel("accuracy (%)")
+        if have.empty: ax.text(0.5, 0.5, "no record has LAS yet", ha="center", transform=ax.transAxes)
+        if no_las: ax.text(0, -0.22, "no LAS: " + ", ".join(no_las), fontsize=7, transform=ax.transAxes, va="top", wrap=True)
+    fig.suptitle("Accuracy vs LAS (marker area: training minutes per point; dashed: chance)")
+    fdir = Path(out_dir); fdir.mkdir(parents=True, exist_ok=True)
+    return save_figure(fig, fdir, name)
+
+def missing_lines(pts: pd.DataFrame, recorded: set) -> list[str]:
+    "Markdown bullets of the points without a record: excluded (with the sweep's reason) and pending, per method × dataset."
+    out = []
+    miss = pts[~pts.run_id.isin(recorded)]
+    for (m, d), g in miss.groupby(["method", "dataset"], sort=False):
+        seeds = ", ".join(map(str, sorted(g.seed)))
+        label = f"{LEADERBOARD.get(m, m)} · {DATASET_NAMES.get(d, d)} (seeds {seeds})"
+        ex = g[g.status == "excluded"]
+        if len(ex): out.append(f"- excluded: {label}: {ex.reason.iloc[0]}")
+        if len(ex) < len(g): out.append(f"- pending: {label}" + (
+            f": {'; '.join(dict.fromkeys(r for r in g.reason if r))}" if any(g[g.status != "excluded"].reason) else ""))
+    return out
+
+def cpu_readme_block(run_dir: str | Path | None = None, sweep: str | Path | None = None,
+                     fig_dir: str | Path | None = None) -> str:
+    """Markdown for the README: the cpu leaderboard built from the records in `run_dir` (default: the committed
+    `records/runs`), the path of its accuracy-vs-LAS figure (written to `fig_dir`, default `records/figures`) and
+    the points without a record (pending vs excluded, with reasons)."""
+    from knife_repro.tables import RECORDS_DIR, load_records
+    sweep = sweep or LEADERBOARD_SWEEP
+    pts = leaderboard_points(sweep, "cpu")
+    # the README states what the committed records give, whatever status files this machine has
+    pts = pts.assign(status=["excluded" if s == "excluded" else "pending" for s in pts.status],
+                     reason=[r if s == "excluded" else "" for r, s in zip(pts.reason, pts.status)])
+    recs = board_records(load_records(run_dir or RECORDS_DIR), pts)
+    have = {r["run_id"] for r in recs}
+    n_ex = int((pts.status == "excluded").sum())
+    L = [f"`cpu` scale: student `{STUDENT['cpu']}` ({model_size(STUDENT['cpu'])}), one budget (`core.CPU_BUDGET`), "
+         f"seeds {', '.join(map(str, sorted(set(pts.seed))))}; {len(have)} of {len(pts) - n_ex} points have a committed "
+         f"record ({n_ex} excluded). Every point is the per-method cpu table's point (same run id).", ""]
+    if not recs:
+        return "\n".join(L + ["No committed record of a leaderboard point yet.", ""] + missing_lines(pts, have))
+    detail = leaderboard_detail(recs, pts)
+    figs = write_las_figure(detail, Path(fig_dir) if fig_dir else PROJECT_ROOT / "records" / "figures", "leaderboard_cpu")
+    L += [to_markdown(detail_table(detail)), CPU_LEGEND, ""]
+    if figs:
+        rel = figs[0].relative_to(PROJECT_ROOT) if figs[0].is_relative_to(PROJECT_ROOT) else figs[0]
+        L += [f"![accuracy vs LAS, cpu scale]({rel})", ""]
+    miss = missing_lines(pts, have)
+    return "\n".join(L + (["Points without a committed record:", ""] + miss if miss else ["Every point has a record."]))
+
+CPU_LEGEND = ("Accuracy (%): mean ± std over seeds (n seeds with a record). Δ: paired difference from FT I→O in points on "
+              "the same test questions and seeds (paired bootstrap 95% CI over questions; p: exact McNemar pooled over "
+              "seeds). LAS (points): mean ± std [mean of the runs' 95% bootstrap bounds]; own / perturbed: accuracy with "
+              "the student's own rationale forced, and with half its tokens replaced. Blank: no record has the measure; "
+              "–: the student writes no rationale; n/a: it answers before its rationale. Train min: training wall time "
+              "per point (mean over seeds); tokens / question: tokens the student generates + answer tokens it scores per "
+              "test question at inference (blank: the record predates this count).")
+
 # %% ../nbs/32_leaderboard.ipynb #813e46e6
 LB_LEGEND = ("Same splits, student, seeds and training budget for every method (`nbs/32_leaderboard`). Accuracy (%): "
              "mean ± std over seeds (n seeds). LAS (points): mean ± std [mean of the runs' 95% bootstrap bounds]. "
@@ -206,6 +396,10 @@ def write_leaderboard(df: pd.DataFrame, out_dir: str | Path, sweep: str | Path |
     if not sweep or not Path(sweep).is_file(): return [], []
     L, figs = ["## Cross-method leaderboard", ""], []
     scales = leaderboard_scales(sweep, results_dir)
+    # cpu and paper points are also the per-method sweeps' points: a scale counts once a record of it exists
+    have_ids = set(df.run_id) if "run_id" in df else set()
+    scales += [sc for sc in ("cpu", "paper") if sc not in scales and have_ids & set(leaderboard_points(sweep, sc, results_dir).run_id)]
+    scales = [s for s in ("smoke", "cpu", "paper") if s in scales]
     if not scales:
         return L + [f"No point of `{Path(sweep).name}` has run yet (`python -m knife_repro.sweep sweeps/{Path(sweep).name}`).", ""], []
     tdir = Path(out_dir) / "tables"; tdir.mkdir(parents=True, exist_ok=True)
@@ -216,6 +410,11 @@ def write_leaderboard(df: pd.DataFrame, out_dir: str | Path, sweep: str | Path |
         for n, t in ((name, wide), (f"{name}_numbers", leaderboard_numbers(df, pts)), (f"{name}_missing", missing)):
             write_table(t, tdir, n)
         f = write_leaderboard_figure(df, pts, out_dir, name); figs += f
+        runs = leaderboard_runs(df, pts)
+        folders = list(dict.fromkeys(str(Path(p).parent) for p in runs.get("path", [])))
+        detail = leaderboard_detail(load_records(folders), pts) if folders else leaderboard_detail([], pts)
+        write_table(detail_table(detail), tdir, f"{name}_detail")
+        f_las = write_las_figure(detail, Path(out_dir) / "figures", f"{name}_las"); figs += f_las
         n_rec = int(pts.run_id.isin(set(leaderboard_runs(df, pts).run_id)).sum())
         students = ", ".join(f"`{m}` ({model_size(m) or 'size unknown'})" for m in dict.fromkeys(pts.model))
         L += [f"### {sc} scale: {n_rec} of {len(pts)} points have a run record", "", f"Student: {students}. " + LB_LEGEND, "",
@@ -227,4 +426,7 @@ def write_leaderboard(df: pd.DataFrame, out_dir: str | Path, sweep: str | Path |
         L += (["Measures a record lacks, and why (its notes):", ""] + [f"- {m} · {d} · seed {s}: {n}" for m, d, s, n in why]
               + [""] if why else [])
         L += [f"![{name}](figures/{name}.png)", ""] if f else []
+        L += ["Paired differences from FT I→O, faithfulness and cost: " + link_pair(f"{name}_detail"), "",
+              to_markdown(detail_table(detail)), CPU_LEGEND, ""]
+        L += [f"![{name}_las](figures/{name}_las.png)", ""] if f_las else []
     return L, figs

@@ -17,8 +17,8 @@ from .training import causal_lm_loss, pad_collate
 
 # %% auto #0
 __all__ = ['ANSWER_CUE', 'EXPLANATION_CUE', 'CAUSAL_SEP', 'LM_KEYS', 'SMOKE_CAPS', 'parse_answer', 'is_causal',
-           'causal_prompt_ids', 'causal_target_ids', 'prompt_ids', 'lm_row', 'score_choices', 'generate', 'lm_loss',
-           'rationale_of', 'subsample', 'caps', 'eval_splits', 'selects', 'dev_cap']
+           'causal_prompt_ids', 'causal_target_ids', 'prompt_ids', 'lm_row', 'score_choices', 'generate',
+           'inference_tokens', 'lm_loss', 'rationale_of', 'subsample', 'caps', 'eval_splits', 'selects', 'dev_cap']
 
 # %% ../nbs/03a_qa.ipynb #c641f7ed
 ANSWER_CUE = "So the answer is"
@@ -165,6 +165,22 @@ def generate(model, tok, inputs: Sequence[str | Sequence[int]], max_new_tokens: 
                             for t in tok.batch_decode(g[:, b["input_ids"].shape[1]:], skip_special_tokens=True)]
         else: outs += tok.batch_decode(g, skip_special_tokens=True)
     return outs
+
+# %% ../nbs/03a_qa.ipynb #54e65fbf
+def inference_tokens(tok, generated: Sequence[str | Sequence[str]] | None = None,
+                     scored: Sequence[Sequence[str | Sequence[int]]] | None = None) -> dict:
+    """Mean tokens per test question: `gen_tokens_per_question` over `generated` (a text, or a list of sampled texts,
+    per question; re-encoded without special tokens) and `scored_tokens_per_question` over `scored` (per question, its
+    options: texts, or the token ids the scorer read). A list left None gives no key."""
+    n = lambda x: len(x) if not isinstance(x, str) else len(tok(x, add_special_tokens=False).input_ids)
+    out = {}
+    if generated is not None:
+        per_q = [sum(n(t) for t in ([g] if isinstance(g, str) else g)) for g in generated]
+        out["gen_tokens_per_question"] = sum(per_q) / max(len(per_q), 1)
+    if scored is not None:
+        per_q = [sum(n(c) for c in opts) for opts in scored]
+        out["scored_tokens_per_question"] = sum(per_q) / max(len(per_q), 1)
+    return out
 
 # %% ../nbs/03a_qa.ipynb #764e1992
 LM_KEYS = ("input_ids", "attention_mask", "labels", "decoder_input_ids")

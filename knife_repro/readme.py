@@ -14,7 +14,7 @@ from pathlib import Path
 from .core import PROJECT_ROOT
 
 # %% auto #0
-__all__ = ['RECORDS', 'BLOCKS', 'knife_cpu_block', 'kard_cpu_block', 'scott_cpu_block', 'render', 'main']
+__all__ = ['RECORDS', 'BLOCKS', 'knife_cpu_block', 'kard_cpu_block', 'scott_cpu_block', 'leaderboard_cpu_block', 'render', 'main']
 
 # %% ../nbs/33_readme.ipynb #95a08c1a
 RECORDS = PROJECT_ROOT / "records" / "runs"
@@ -74,7 +74,13 @@ def scott_cpu_block(run_dir: str | Path | None = None) -> str:
     from knife_repro import scott
     return scott.cpu_readme_block(Path(run_dir or RECORDS))
 
-BLOCKS = {"knife-cpu": knife_cpu_block, "kard-cpu": kard_cpu_block, "scott-cpu": scott_cpu_block}
+def leaderboard_cpu_block(run_dir: str | Path | None = None) -> str:
+    "The cpu leaderboard, its figure and the points without records (`leaderboard.cpu_readme_block`)."
+    from knife_repro import leaderboard
+    return leaderboard.cpu_readme_block(Path(run_dir or RECORDS))
+
+BLOCKS = {"knife-cpu": knife_cpu_block, "kard-cpu": kard_cpu_block, "scott-cpu": scott_cpu_block,
+          "leaderboard-cpu": leaderboard_cpu_block}
 
 # %% ../nbs/33_readme.ipynb #4aeef6fb
 def render(text: str, run_dir: str | Path | None = None, blocks: dict | None = None) -> str:

@@ -22,22 +22,20 @@ import pandas as pd
 
 from .core import PROJECT_ROOT, RESULTS_DIR, RUNS_DIR, flags_changed
 from .leaderboard import LEADERBOARD, LEADERBOARD_SWEEP, write_leaderboard
-from .tables import (AGG_COLUMNS, DEFAULT_BY, aggregate, error_line, fmt, link_pair, model_size,
-                                save_figure, to_latex, to_markdown, write_table)
+from . import tables as _tables   # `tables` is a common variable name in this notebook
+from .tables import (AGG_COLUMNS, DEFAULT_BY, RECORDS_DIR, REQUIRED, aggregate, config_key, error_line, fmt,
+                                link_pair, model_size, save_figure, to_latex, to_markdown, write_table)
 
 # %% auto #0
-__all__ = ['CONFIG_KEYS', 'REQUIRED', 'NOT_BUDGET', 'RECORDS_DIR', 'DEFAULT_RUNS', 'METHOD_LABELS', 'LABEL_FIXED',
-           'MAX_LABEL_SETTINGS', 'PAPER_NUMBERS', 'PAPER_COLUMNS', 'NOT_FRACTIONS', 'RESULT_COLUMNS', 'HEADLINE',
-           'COMPARE_COLUMNS', 'CI_CONVENTION', 'config_key', 'record_row', 'read_records', 'load_records',
-           'collect_runs', 'config_labels', 'unit_factor', 'load_paper_numbers', 'paper_numbers', 'paper_table',
-           'results_table', 'wide_table', 'overview', 'slug', 'write_tables', 'write_figures', 'sweep_status',
-           'compare', 'write_summary', 'main']
+__all__ = ['CONFIG_KEYS', 'NOT_BUDGET', 'DEFAULT_RUNS', 'METHOD_LABELS', 'LABEL_FIXED', 'MAX_LABEL_SETTINGS', 'PAPER_NUMBERS',
+           'PAPER_COLUMNS', 'NOT_FRACTIONS', 'RESULT_COLUMNS', 'HEADLINE', 'COMPARE_COLUMNS', 'CI_CONVENTION',
+           'record_row', 'read_records', 'load_records', 'collect_runs', 'config_labels', 'unit_factor',
+           'load_paper_numbers', 'paper_numbers', 'paper_table', 'results_table', 'wide_table', 'overview', 'slug',
+           'write_tables', 'write_figures', 'sweep_status', 'compare', 'write_summary', 'main']
 
 # %% ../nbs/31_report.ipynb #8be2e2d7
 CONFIG_KEYS = ("method", "dataset", "model", "seed", "scale", "train_fraction")
-REQUIRED = ("method", "dataset", "model", "seed", "scale")
 NOT_BUDGET = (*CONFIG_KEYS, "flags", "output_dir")
-RECORDS_DIR = PROJECT_ROOT / "records" / "runs"
 DEFAULT_RUNS = (RECORDS_DIR, RUNS_DIR)          # read in this order; a later duplicate wins
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -48,20 +46,6 @@ def _flatten(d: dict, prefix: str = "") -> dict:
         if isinstance(v, dict): out.update(_flatten(v, key + "."))
         elif v is None or isinstance(v, (bool, int, float, str)): out[key] = v
     return out
-
-def _problem(rec) -> str | None:
-    "Why a parsed record cannot be reported, or None."
-    if not isinstance(rec, dict): return "not a JSON object"
-    cfg = rec.get("config")
-    if not isinstance(cfg, dict): return "no 'config' object"
-    missing = [k for k in REQUIRED if k not in cfg]
-    if missing: return f"config lacks {missing}"
-    if not isinstance(rec.get("metrics"), dict): return "no 'metrics' object"
-    return None
-
-def config_key(cfg: dict, drop: Sequence[str] = ("output_dir",)) -> str:
-    "The identity of a run's configuration: its config without `drop`, as canonical JSON."
-    return json.dumps({k: v for k, v in cfg.items() if k not in drop}, sort_keys=True, default=str)
 
 def record_row(rec: dict, name: str = "") -> dict:
     "One tidy row of a run record."
@@ -89,28 +73,14 @@ def _dirs(runs_dir) -> list[Path]:
 
 def read_records(runs_dir: str | Path | Sequence[str | Path] | None = None) -> list[tuple[Path, dict]]:
     """(path, record) of every run record in `runs_dir` (a folder or several; default records/runs then results/runs),
-    in folder order; files that are not readable JSON run records are skipped with a warning naming them."""
-    out = []
-    for d in _dirs(runs_dir):
-        for p in sorted(d.glob("*.json")):
-            try: rec = json.loads(p.read_text())
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-                warnings.warn(f"{p}: skipped, not a readable JSON run record ({e})"); continue
-            if (why := _problem(rec)):
-                warnings.warn(f"{p}: skipped, {why}"); continue
-            out.append((p, rec))
-    return out
+    in folder order; files that are not readable JSON run records are skipped with a warning naming them (`tables.read_records`)."""
+    return _tables.read_records(_dirs(runs_dir))
 
 def load_records(runs_dir: str | Path | Sequence[str | Path] | None = None, **where) -> list[dict]:
     """The run records `collect_runs` tabulates, as dicts: one per resolved config (a later folder's replaces an
-    earlier one's), keeping those whose config has every `where` value (a field a record lacks counts as RunConfig's
-    default, e.g. `report_split='test'` for records written before it existed)."""
-    from knife_repro.core import RunConfig
-    default = {f.name: f.default for f in dataclasses.fields(RunConfig)}
-    latest = {}
-    for p, rec in read_records(runs_dir):
-        latest.pop(k := config_key(rec["config"]), None); latest[k] = rec
-    return [r for r in latest.values() if all(r["config"].get(k, default.get(k)) == v for k, v in where.items())]
+    earlier one's), keeping those whose config has every `where` value (`tables.load_records`; default folders
+    records/runs then results/runs)."""
+    return _tables.load_records(_dirs(runs_dir), **where)
 
 def collect_runs(runs_dir: str | Path | Sequence[str | Path] | None = None) -> pd.DataFrame:
     "One row per run record in `runs_dir` (a folder or several; default records/runs then results/runs); bad files skipped with a warning."

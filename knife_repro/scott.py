@@ -23,7 +23,7 @@ from .core import (CPU_BUDGET, ConfigError, MethodConfig, RunConfig, data_path, 
                               timed, write_run_record)
 from .faithfulness import FAITHFULNESS, gold_support, rationale_faithfulness
 from .metrics import accuracy
-from .qa import (ANSWER_CUE, CAUSAL_SEP, causal_prompt_ids, dev_cap, eval_splits, generate, is_causal, lm_loss, lm_row,
+from .qa import (ANSWER_CUE, CAUSAL_SEP, causal_prompt_ids, dev_cap, eval_splits, generate, inference_tokens, is_causal, lm_loss, lm_row,
                             parse_answer, prompt_ids, score_choices, subsample)
 from .rationales import RationaleCache, RationaleError, generate_rationales
 from .training import TrainOptions, train
@@ -579,6 +579,9 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
         preds = [g["pred"] for g in gens]
         metrics = accuracy(preds, golds)
         metrics["invalid"] = sum(p is None for p in preds) / max(len(preds), 1)
+        # what the student generated: its text without the forced [factual] tag (a prompt, not generated)
+        written = [g["text"].strip().removeprefix("[factual]").strip() if f["tags"] else g["text"] for g in gens]
+        metrics |= inference_tokens(tok, written, [[] for _ in test])   # the answer is parsed, not scored
         ok = [i for i, e in enumerate(test) if R[rep].get(e["id"]) and R[rep][e["id"]][0]]
         if ok:   # the oracle: the first rationale of each question
             o = forced_rationale_preds(student, tok, [test[i] for i in ok], [R[rep][test[i]["id"]][0] for i in ok],
@@ -599,8 +602,9 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
     write_run_record(cfg, metrics, timings=timings, notes=notes, history=res.state.history,
                      best_validation=res.best_metrics, flags_resolved={k: v for k, v in f.items() if k != "data_options"},
                      examples=[{"id": e["id"], "gold": e["answer"], "output": g["text"]} for e, g in zip(test[:5], gens[:5])],
-                     per_example=[{"id": e["id"], "gold": e["answer"], "pred": p,
-                                   **{k: v for k, v in x.items() if k != "y_hat"}} for e, p, x in zip(test, preds, per)])
+                     per_example=[{"id": e["id"], "gold": e["answer"], "pred": g["pred"], "generation": g["text"],
+                                   **({k: v for k, v in per[i].items() if k != "y_hat"} if i < len(per) else {})}
+                                  for i, (e, g) in enumerate(zip(test, gens))])    # paired tests: accuracy, LAS
     return find_run(cfg)
 
 # %% ../nbs/22_scott.ipynb #149da185

@@ -27,8 +27,8 @@ from .core import PROJECT_ROOT, RECORD_LOG_ENV, RESULTS_DIR, SCALES, ConfigError
 
 # %% auto #0
 __all__ = ['Sweep', 'load_sweep', 'all_points', 'points', 'excluded_points', 'point_id', 'status_path', 'read_status',
-           'missing_records', 'cli_args', 'run_point_cli', 'run_point', 'estimate_cost', 'plan', 'only_points',
-           'run_sweep', 'main']
+           'missing_records', 'cli_args', 'run_point_cli', 'run_point', 'estimate_cost', 'cli_record', 'plan',
+           'only_points', 'run_sweep', 'main']
 
 # %% ../nbs/30_sweeps.ipynb #9e74db5d
 @dataclass
@@ -43,6 +43,7 @@ class Sweep:
     description: str = ""
     cost_s: float | None = None
     exclude: list[dict] = field(default_factory=list)   # [{"match": {param: value}, "reason": str}]
+    assign: list[dict] = field(default_factory=list)    # [{"match": {param: value}, "set": {param: value}}]
 
     @property
     def name(self) -> str: return self.path.stem
@@ -59,7 +60,7 @@ def load_sweep(path: str | Path, scale: str | None = None) -> Sweep:
     try: d = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(d, dict): raise ConfigError(f"{path}: expected a mapping")
-    unknown = set(d) - {"notebook", "description", "seeds", "grid", "fixed", "scales", "scale", "cost_s", "exclude"}
+    unknown = set(d) - {"notebook", "description", "seeds", "grid", "fixed", "scales", "scale", "cost_s", "exclude", "assign"}
     if unknown: raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
     scale = scale or d.get("scale", "smoke")
     if scale not in SCALES: raise ConfigError(f"{path}: scale {scale!r} must be one of {SCALES}")
@@ -80,8 +81,26 @@ def load_sweep(path: str | Path, scale: str | None = None) -> Sweep:
     reserved = {"scale", "seed", "output_dir"} & (set(grid) | set(fixed))
     if reserved: raise ConfigError(f"{path}: {sorted(reserved)} are set by the sweep itself")
     cost = (d.get("cost_s") or {}).get(scale) if isinstance(d.get("cost_s"), dict) else None
-    exclude = _excludes(path, [*(d.get("exclude") or []), *(over.get("exclude") or [])], {*grid, *fixed, "seed"})
-    return Sweep(path, nb_paths, scale, seeds, grid, fixed, d.get("description", ""), cost, exclude)
+    assign = _assigns(path, [*(d.get("assign") or []), *(over.get("assign") or [])], {*grid, *fixed, "seed"})
+    exclude = _excludes(path, [*(d.get("exclude") or []), *(over.get("exclude") or [])],
+                        {*grid, *fixed, "seed", *(k for a in assign for k in a["set"])})
+    return Sweep(path, nb_paths, scale, seeds, grid, fixed, d.get("description", ""), cost, exclude, assign)
+
+def _assigns(path, entries, known: set) -> list[dict]:
+    "Checked `assign` entries: a mapping of sweep parameters to match and a non-empty mapping `set`."
+    out = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or not isinstance(e.get("set"), dict) or not e["set"]:
+            raise ConfigError(f"{path}: assign[{i}] must be a mapping with a non-empty mapping `set`, got {e!r}")
+        match = {k: v for k, v in e.items() if k != "set"}
+        if not match: raise ConfigError(f"{path}: assign[{i}] names no parameter to match")
+        if set(match) - known:
+            raise ConfigError(f"{path}: assign[{i}] names {sorted(set(match) - known)}, not parameters of the sweep")
+        if {"scale", "seed", "output_dir"} & set(e["set"]):
+            raise ConfigError(f"{path}: assign[{i}] sets {sorted({'scale', 'seed', 'output_dir'} & set(e['set']))}, "
+                              "which the sweep sets itself")
+        out.append({"match": match, "set": dict(e["set"])})
+    return out
 
 def _excludes(path, entries, known: set) -> list[dict]:
     "Checked `exclude` entries: a mapping of sweep parameters and a non-empty `reason`."
@@ -106,6 +125,8 @@ def all_points(sw: Sweep, output_dir: str | Path = RESULTS_DIR) -> list[dict]:
             for seed in sw.seeds:
                 params = {**sw.fixed, **dict(zip(keys, combo)), "seed": seed, "scale": sw.scale,
                           "output_dir": str(output_dir)}
+                for a in sw.assign:
+                    if all(params.get(k) == v for k, v in a["match"].items()): params = {**params, **a["set"]}
                 why = next((e["reason"] for e in sw.exclude if all(params.get(k) == v for k, v in e["match"].items())), None)
                 out.append({"notebook": nb, "params": params, "id": point_id(nb, params), "excluded": why})
     return out
@@ -213,12 +234,26 @@ def estimate_cost(sw: Sweep, output_dir: str | Path = RESULTS_DIR) -> float | No
             if (s := read_status(p)) and s.get("status") == "ok" and s["params"].get("scale") == sw.scale]
     return sum(secs) / len(secs) if secs else sw.cost_s
 
-def plan(sw: Sweep, output_dir: str | Path = RESULTS_DIR, force: bool = False) -> list[dict]:
-    "The points with their state: done, failed (will retry), stale (ok, but records gone: will re-run) or pending."
+def cli_record(params: dict, output_dir: str | Path = RESULTS_DIR) -> Path | None:
+    """The run record `--runner cli` would write for a point (its config resolved as `python -m knife_repro.train`
+    resolves it) if that file exists under `output_dir`, else None (also for a point that names no method)."""
+    from knife_repro.train import config_from_args
+    if "method" not in params: return None
+    try: cfg = config_from_args(["--set", *cli_args(params)])[0]
+    except ConfigError: return None                   # the run itself reports it, naming the parameter
+    p = Path(output_dir) / "runs" / f"{cfg.run_id}.json"
+    return p if p.is_file() else None
+
+def plan(sw: Sweep, output_dir: str | Path = RESULTS_DIR, force: bool = False, runner: str = "notebook") -> list[dict]:
+    """The points with their state: done, failed (will retry), stale (ok, but records gone: will re-run) or pending.
+    With `runner="cli"` a point whose run record exists under `output_dir` (e.g. committed to records/) is done
+    without a status file: the records travel with the repository, the status files do not."""
     out = []
     for pt in points(sw, output_dir):
         st = read_status(status_path(sw, pt, output_dir))
-        if force or st is None: state = "pending"
+        if force: state = "pending"
+        elif runner == "cli" and cli_record(pt["params"], output_dir): state = "done"
+        elif st is None: state = "pending"
         elif st["status"] != "ok": state = "failed"
         else: state = "stale" if missing_records(st, output_dir) != [] else "done"
         out.append({**pt, "state": state})
@@ -236,7 +271,7 @@ def run_sweep(sw: Sweep, output_dir: str | Path = RESULTS_DIR, workers: int = 1,
     "Run every point not yet done (of those matching `only`); returns the statuses of the points run (or the plan on dry_run)."
     if runner not in ("notebook", "cli"): raise ConfigError(f"runner={runner!r}: must be notebook or cli")
     run_point_fn = run_point if runner == "notebook" else run_point_cli
-    pl = only_points(plan(sw, output_dir, force), only)
+    pl = only_points(plan(sw, output_dir, force, runner), only)
     if only and not pl: raise ConfigError(f"--only {only}: no point of {sw.path} matches")
     todo = [p for p in pl if p["state"] != "done"]
     if dry_run:

@@ -5,19 +5,69 @@
 # %% ../nbs/30a_tables.ipynb #0d81a9b4
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
+from .core import PROJECT_ROOT
 from .metrics import mean_std
 
 # %% auto #0
-__all__ = ['DEFAULT_BY', 'AGG_COLUMNS', 'MODEL_PARAMS', 'aggregate', 'correctness', 'paired_records', 'pct', 'paired_text',
-           'point_minutes', 'model_params', 'model_size', 'fmt', 'to_markdown', 'to_latex', 'write_table', 'link_pair',
-           'save_figure', 'error_line']
+__all__ = ['RECORDS_DIR', 'REQUIRED', 'DEFAULT_BY', 'AGG_COLUMNS', 'MODEL_PARAMS', 'config_key', 'read_records', 'load_records',
+           'aggregate', 'correctness', 'paired_records', 'pct', 'paired_text', 'point_minutes', 'model_params',
+           'model_size', 'fmt', 'to_markdown', 'to_latex', 'write_table', 'link_pair', 'save_figure', 'error_line']
+
+# %% ../nbs/30a_tables.ipynb #35bbcb50
+RECORDS_DIR = PROJECT_ROOT / "records" / "runs"   # the committed records
+REQUIRED = ("method", "dataset", "model", "seed", "scale")
+
+def _problem(rec) -> str | None:
+    "Why a parsed record cannot be reported, or None."
+    if not isinstance(rec, dict): return "not a JSON object"
+    cfg = rec.get("config")
+    if not isinstance(cfg, dict): return "no 'config' object"
+    missing = [k for k in REQUIRED if k not in cfg]
+    if missing: return f"config lacks {missing}"
+    if not isinstance(rec.get("metrics"), dict): return "no 'metrics' object"
+    return None
+
+def config_key(cfg: dict, drop: Sequence[str] = ("output_dir",)) -> str:
+    "The identity of a run's configuration: its config without `drop`, as canonical JSON."
+    return json.dumps({k: v for k, v in cfg.items() if k not in drop}, sort_keys=True, default=str)
+
+def _folders(runs_dir) -> list[Path]:
+    return [Path(runs_dir)] if isinstance(runs_dir, (str, Path)) else [Path(d) for d in runs_dir]
+
+def read_records(runs_dir: str | Path | Sequence[str | Path]) -> list[tuple[Path, dict]]:
+    """(path, record) of every run record in `runs_dir` (a folder or several), in folder order; files that are not
+    readable JSON run records are skipped with a warning naming them."""
+    out = []
+    for d in _folders(runs_dir):
+        for p in sorted(d.glob("*.json")):
+            try: rec = json.loads(p.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+                warnings.warn(f"{p}: skipped, not a readable JSON run record ({e})"); continue
+            if (why := _problem(rec)):
+                warnings.warn(f"{p}: skipped, {why}"); continue
+            out.append((p, rec))
+    return out
+
+def load_records(runs_dir: str | Path | Sequence[str | Path], **where) -> list[dict]:
+    """The run records in `runs_dir` as dicts: one per resolved config (a later folder's replaces an earlier one's),
+    keeping those whose config has every `where` value (a field a record lacks counts as RunConfig's default, e.g.
+    `report_split='test'` for records written before it existed)."""
+    from knife_repro.core import RunConfig
+    default = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    latest = {}
+    for p, rec in read_records(runs_dir):
+        latest.pop(k := config_key(rec["config"]), None); latest[k] = rec
+    return [r for r in latest.values() if all(r["config"].get(k, default.get(k)) == v for k, v in where.items())]
 
 # %% ../nbs/30a_tables.ipynb #88c2545a
 DEFAULT_BY = ("method", "dataset", "model", "scale", "train_fraction", "flags", "budget")
@@ -45,7 +95,7 @@ def correctness(rec: dict) -> dict:
 
 def paired_records(recs: Sequence[dict], a: str, b: str, label, score=correctness, test=None) -> dict | None:
     """`test` (default `metrics.paired_test`) of the records labelled `a` vs `b` (`label(rec)`) over the seeds both have,
-    on the question ids all of them share (`score(rec)` -> {id: value}); None when no seed has both."""
+    on the question ids all of them share (`score(rec)` -> {id: value}); None when no seed has both or they share no question."""
     from knife_repro.metrics import paired_test
     test = test or paired_test
     by = {}
@@ -54,6 +104,7 @@ def paired_records(recs: Sequence[dict], a: str, b: str, label, score=correctnes
     seeds = sorted({s for (l, s) in by if l == a} & {s for (l, s) in by if l == b})
     if not seeds: return None
     ids = sorted(set.intersection(*(set(by[(l, s)]) for s in seeds for l in (a, b))))
+    if not ids: return None
     t = test([[by[(a, s)][q] for q in ids] for s in seeds], [[by[(b, s)][q] for q in ids] for s in seeds])
     return {"A": a, "B": b, "seeds": ",".join(map(str, seeds)), **t}
 

@@ -84,3 +84,20 @@ def test_generation_length_is_the_longest_training_target_plus_margin():
     assert generation_length(rows, cap=64) == 3 + 8
     assert generation_length(rows, cap=10) == 10
     assert generation_length(rows, cap=64, margin=0) == 3
+
+
+def test_baseline_records_its_inference_tokens(tmp_path):
+    "Scoring (the headline) reads every option; only I→RO generates first: its rationale, re-encoded from the record."
+    from knife_repro.core import RunConfig
+    from knife_repro.models import load_causal
+    _, tok = load_causal("tiny-gpt2", seed=0)
+    recs = {}
+    for m in ("ft_io", "ft_iro"):
+        cfg = RunConfig(method=m, dataset="toy", model="tiny-gpt2", scale="smoke", epochs=1, batch_size=16,
+                        max_train_samples=16, max_eval_samples=6, max_target_len=24, output_dir=str(tmp_path))
+        recs[m] = run_baseline(cfg)["metrics"], run_baseline(cfg)["per_example"]
+    (io, _), (iro, ex) = recs["ft_io"], recs["ft_iro"]
+    assert io["gen_tokens_per_question"] == 0.0
+    want = sum(len(tok(e["generation"], add_special_tokens=False).input_ids) for e in ex) / len(ex)
+    assert iro["gen_tokens_per_question"] == pytest.approx(want) and want > 0
+    assert io["scored_tokens_per_question"] == iro["scored_tokens_per_question"] > 0   # the same questions and options

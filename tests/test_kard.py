@@ -474,3 +474,18 @@ def test_cpu_section_without_records(tmp_path):
     assert kard.cpu_records(tmp_path) == [] and kard.cpu_table(tmp_path).empty and kard.recall_table(tmp_path).empty
     assert kard.paired_tests([]) == []
     assert kard.cpu_readme_block(tmp_path) == "No committed `cpu`-scale KARD records yet."
+
+
+def test_kard_records_per_example_and_inference_tokens(tmp_path):
+    "Every test question's prediction (paired tests), and the tokens generated per question: all samples of a vote."
+    from knife_repro.tables import correctness
+    from knife_repro.models import load_causal
+    rec = kard.run(_smoke_cfg(tmp_path, "tiny-gpt2", decoding="vote", n_samples=3))
+    ex = rec["per_example"]
+    assert len(ex) == 4 == rec["metrics"]["n"] and all(len(e["other_samples"]) == 2 for e in ex)
+    assert sum(correctness(rec).values()) / 4 == pytest.approx(rec["metrics"]["accuracy"])
+    _, tok = load_causal("tiny-gpt2", seed=0)
+    n = lambda t: len(tok(t, add_special_tokens=False).input_ids)
+    want = sum(n(e["generation"]) + sum(map(n, e["other_samples"])) for e in ex) / 4
+    assert rec["metrics"]["gen_tokens_per_question"] == pytest.approx(want)
+    assert rec["metrics"]["scored_tokens_per_question"] == 0.0          # the headline parses; it scores nothing

@@ -698,3 +698,20 @@ def test_point_minutes_adds_the_seconds_not_the_rate():
     from knife_repro.knife import point_minutes
     rec = {"timings": {"load_s": 30.0, "train_s": 540.0, "eval_s": 30.0, "tokens_per_s": 150.0, "optimizer_steps": 75}}
     assert point_minutes(rec) == 10.0
+
+
+def test_knife_records_its_inference_tokens(tmp_path):
+    "A scorer: no generated token; per question the answer tokens of every option (' option' + EOS, its labels)."
+    from knife_repro.data import load as load_data
+    from knife_repro.knife import run
+    from knife_repro.models import load_causal
+    from knife_repro.qa import causal_target_ids, eval_splits
+    dd = load_data("toy", n_train=16, n_eval=8)
+    common = dict(dataset="toy", model="tiny-gpt2", seed=0, scale="smoke", output_dir=str(tmp_path), lr=3e-3,
+                  batch_size=8, epochs=1, max_train_samples=16, max_eval_samples=8, max_source_len=64, max_target_len=8)
+    m = run(RunConfig.from_params(method="knife", **common), dd=dd)["metrics"]
+    _, tok = load_causal("tiny-gpt2", seed=0)
+    test = dd[eval_splits(dd, "test")[1]]
+    assert len(test) == 8 == m["n"]
+    want = sum(len(causal_target_ids(tok, c, 8)) for e in test for c in e["choices"]) / len(test)
+    assert m["gen_tokens_per_question"] == 0.0 and m["scored_tokens_per_question"] == pytest.approx(want)

@@ -1,4 +1,5 @@
 "Leaderboard: one student, split, seeds and budget for every method; the sweep file covers every method and dataset."
+import math
 import warnings
 
 import pytest
@@ -194,7 +195,7 @@ def test_cpu_points_are_the_methods_own_cpu_runs(method):
     lb = leaderboard_config(method, "strategyqa", 1, "cpu")
     assert {k: getattr(lb, k) for k in CPU_BUDGET} == CPU_BUDGET and lb.model == "smollm2-135m" == STUDENT["cpu"]
     assert (lb.lr, lb.batch_size, lb.epochs, lb.max_train_samples) == (3e-5, 8, 1, 600)
-    cli = _cli(method, "strategyqa", 1, "cpu", **method_flags(method, "cpu"))
+    cli = _cli(method, "strategyqa", 1, "cpu", **method_flags(method, "cpu", "strategyqa"))
     assert cli.to_dict() == lb.to_dict() and cli.run_id == lb.run_id
 
 
@@ -218,3 +219,185 @@ def test_points_and_the_cli_with_the_same_parameters_are_one_run(method, scale):
     # no method preset leaks into the shared budget (BASELINE_PRESETS' paper grad_accum 2 and patience 3, KARD's constant
     # schedule, SCOTT's Adafactor): the fields BUDGET does not name keep RunConfig's defaults
     assert (lb.grad_accum, lb.early_stopping_patience, lb.scheduler, lb.optimizer) == (1, 0, "linear", "adamw")
+
+
+# ---- cpu: a leaderboard point IS the per-method cpu table's point ----
+
+def _sweep_cfg(params):
+    "The config `--runner cli` resolves for a sweep point's parameters."
+    from knife_repro.sweep import cli_args
+    from knife_repro.train import config_from_args
+    return config_from_args(["--set", *cli_args(params)])[0]
+
+
+def _per_method_point(sweep, **want):
+    "The one cpu point of a per-method sweep whose parameters contain `want` (no `overrides`: the main table's)."
+    pts = [p for p in points(load_sweep(f"sweeps/{sweep}.yaml", "cpu"), "records")
+           if all(p["params"].get(k) == v for k, v in want.items()) and not p["params"].get("overrides")]
+    assert len(pts) == 1, (sweep, want, len(pts))
+    return pts[0]["params"]
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cpu_points_are_the_per_method_sweeps_points(dataset, seed):
+    "KNIFE grid (sweeps/knife.yaml), KARD (sweeps/kard.yaml), SCOTT (sweeps/scott.yaml): the same resolved config, run id."
+    per = {m: _per_method_point("knife", method=m, dataset=dataset, seed=seed)
+           for m in ("ft_io", "ft_ior", "ft_iro", "ft_ir_o", "knife")}
+    source = {"strategyqa": "file", "openbookqa": "hf"}[dataset]       # KARD's LLM rationales per dataset
+    per.update({m: _per_method_point("kard", method=m, dataset=dataset, seed=seed, rationale_source=source)
+                for m in ("kard_rd", "kard_rerank")})
+    if dataset == "strategyqa":
+        per["scott"] = _per_method_point("scott", dataset=dataset, seed=seed, rationales="cd_wrong", counterfactual=True)
+    assert set(per) == set(LEADERBOARD) - ({"scott"} if dataset == "openbookqa" else set())
+    for m, params in per.items():
+        theirs, ours = _sweep_cfg(params), leaderboard_config(m, dataset, seed, "cpu", output_dir="records")
+        assert ours.to_dict() == theirs.to_dict(), m
+        assert ours.run_id == theirs.run_id, m
+
+
+def test_cpu_leaderboard_sweep_resolves_its_own_points():
+    "The leaderboard sweep's cpu points, run with --runner cli, are the configs the leaderboard reads (same run ids)."
+    sw = load_sweep("sweeps/leaderboard.yaml", "cpu")
+    pts = leaderboard.leaderboard_points("sweeps/leaderboard.yaml", "cpu", "records")
+    assert len(pts) == 48 and pts.run_id.is_unique
+    by_point = dict(zip(pts.point, pts.run_id))
+    for p in points(sw, "records"):
+        assert _sweep_cfg(p["params"]).run_id == by_point[p["id"]]
+
+
+def test_cpu_dry_run_counts_committed_records_as_done():
+    "With --runner cli, a point is done exactly when its record is committed under records/runs."
+    from pathlib import Path
+    from knife_repro.sweep import plan
+    sw = load_sweep("sweeps/leaderboard.yaml", "cpu")
+    for p in plan(sw, "records", runner="cli"):
+        rid = _sweep_cfg(p["params"]).run_id
+        assert (p["state"] == "done") == (Path("records/runs") / f"{rid}.json").is_file(), p["id"]
+
+
+def test_cpu_flags_need_the_dataset_and_match_on_method_and_dataset(tmp_path):
+    from knife_repro.leaderboard import cpu_flags, method_flags
+    with pytest.raises(ConfigError, match="needs the dataset"):
+        method_flags("kard_rd", "cpu")
+    assert method_flags("ft_io", "cpu", "openbookqa") == {}
+    assert method_flags("kard_rd", "cpu", "openbookqa")["rationale_source"] == "hf"
+    assert method_flags("kard_rerank", "cpu", "strategyqa")["rationale_source"] == "file"
+    bad = tmp_path / "lb.yaml"
+    bad.write_text("notebook: nbs/32_leaderboard.ipynb\ngrid: {method: [ft_io], dataset: [strategyqa]}\n"
+                   "assign: [{seed: 0, set: {lr: 1.0}}]\n")
+    with pytest.raises(ConfigError, match="method and dataset only"):
+        cpu_flags("ft_io", "strategyqa", bad)
+
+
+# ---- the cpu table: paired differences, blank LAS, cost, missing points ----
+
+@pytest.fixture
+def cpu_board(tmp_path):
+    """4 methods x 2 datasets x seeds 0, 1 (smoke configs); StrategyQA records on questions q0..q3 (gold 1 each):
+    FT I→O right on {q0,q1} (seed 0) and {q0} (seed 1); FT I→RO on {q0,q1,q2} and {q0,q1}, no LAS; KNIFE seed 0 on all
+    four; SCOTT seed 0 on {q0,q1} with LAS; OBQA: FT I→O seed 0 only. SCOTT x OBQA excluded."""
+    from knife_repro.core import PROJECT_ROOT
+    sweep = tmp_path / "lb.yaml"
+    sweep.write_text(f"notebook: {PROJECT_ROOT / 'nbs' / '32_leaderboard.ipynb'}\nseeds: [0, 1]\n"
+                     "grid: {method: [ft_io, ft_iro, knife, scott], dataset: [strategyqa, openbookqa]}\n"
+                     "exclude: [{method: scott, dataset: openbookqa, reason: no prompt here}]\n")
+    def rec(method, seed, right, timings, dataset="strategyqa", **metrics):
+        cfg = leaderboard_config(method, dataset, seed, "smoke", output_dir=str(tmp_path))
+        ex = [{"id": f"q{i}", "pred": int(i in right), "gold": 1} for i in range(4)]
+        write_run_record(cfg, {"accuracy": len(right) / 4, **metrics}, per_example=ex, timings=timings)
+    rec("ft_io", 0, {0, 1}, {"train_s": 60.0, "eval_s": 30.0, "load_s": 5.0}, gen_tokens_per_question=0.0,
+        scored_tokens_per_question=2.0)
+    rec("ft_io", 1, {0}, {"train_s": 120.0, "eval_s": 30.0, "tokens_per_s": 99.0}, gen_tokens_per_question=0.0,
+        scored_tokens_per_question=4.0)
+    rec("ft_iro", 0, {0, 1, 2}, {"train_s": 180.0, "faithfulness_s": 999.0})
+    rec("ft_iro", 1, {0, 1}, {"train_s": 150.0, "teacher_states_s": 30.0})
+    rec("knife", 0, {0, 1, 2, 3}, {"train_s": 30.0, "teacher_states_s": 30.0})
+    rec("scott", 0, {0, 1}, {"teacher_s": 60.0, "train_s": 240.0}, las=4.0, las_ci_low=-2.0, las_ci_high=10.0,
+        own_rationale_accuracy=0.5, perturbed_accuracy=0.25, gen_tokens_per_question=41.5, scored_tokens_per_question=0.0)
+    rec("ft_io", 0, {0}, {"train_s": 6.0}, dataset="openbookqa")
+    from knife_repro.tables import load_records
+    pts = leaderboard.leaderboard_points(sweep, "smoke", tmp_path)
+    return load_records(tmp_path / "runs"), pts, tmp_path
+
+
+def test_cpu_detail_paired_difference_from_ft_io(cpu_board):
+    recs, pts, _ = cpu_board
+    d = leaderboard.leaderboard_detail(recs, pts).set_index(["dataset", "method"])
+    iro = d.loc[("strategyqa", "ft_iro")]
+    # per seed 3/4 - 2/4 and 2/4 - 1/4: +25 points; discordant pairs q2 (seed 0) and q1 (seed 1), both FT I→RO's:
+    # exact McNemar p = 2 * 0.5^2 = 0.5; every question differs by 0 or +1/2 averaged over seeds, so the CI is within
+    assert iro["diff"] == pytest.approx(0.25) and iro["p"] == pytest.approx(0.5)
+    assert (iro["diff_seeds"], iro["diff_questions"]) == ("0,1", 4)
+    assert 0 <= iro["diff_ci_low"] <= 0.25 <= iro["diff_ci_high"] <= 0.5
+    kn = d.loc[("strategyqa", "knife")]                     # seed 0 only: 4/4 - 2/4, discordant q2, q3
+    assert (kn["diff"], kn["p"], kn["diff_seeds"]) == (pytest.approx(0.5), pytest.approx(0.5), "0")
+    sc = d.loc[("strategyqa", "scott")]                     # the same questions right: Δ 0, no discordant pair, p 1
+    assert (sc["diff"], sc["p"]) == (0.0, 1.0)
+    ref = d.loc[("strategyqa", "ft_io")]
+    assert math.isnan(ref["diff"]) and ref["acc_mean"] == pytest.approx(0.375) and ref["acc_n"] == 2
+    assert ref["acc_std"] == pytest.approx(0.1767767, abs=1e-6)           # sample std of 0.5 and 0.25
+    t = leaderboard.detail_table(leaderboard.leaderboard_detail(recs, pts)).set_index(["dataset", "method"])
+    assert t.loc[("StrategyQA", "FT I→RO"), "Δ vs FT I→O [95% CI]"].startswith("+25.0 [")
+    assert t.loc[("StrategyQA", "FT I→RO"), "p"] == "0.5" and t.loc[("StrategyQA", "FT I→O"), "Δ vs FT I→O [95% CI]"] == "reference"
+    assert t.loc[("StrategyQA", "FT I→O"), "accuracy %"] == "37.5 ± 17.7 (n=2)"
+    assert t.loc[("StrategyQA", "SCOTT"), "accuracy %"] == "50.0 (n=1 of 2)"
+
+
+def test_cpu_detail_las_blank_not_zero(cpu_board):
+    recs, pts, _ = cpu_board
+    t = leaderboard.detail_table(leaderboard.leaderboard_detail(recs, pts)).set_index(["dataset", "method"])
+    assert t.loc[("StrategyQA", "FT I→RO"), "LAS [95% CI]"] == ""          # writes a rationale, no record has LAS
+    assert t.loc[("StrategyQA", "FT I→RO"), "own / perturbed %"] == ""
+    assert t.loc[("StrategyQA", "FT I→O"), "LAS [95% CI]"] == "–"          # writes none
+    assert t.loc[("StrategyQA", "SCOTT"), "LAS [95% CI]"] == "4.0 [-2.0, 10.0]"
+    assert t.loc[("StrategyQA", "SCOTT"), "own / perturbed %"] == "50.0 / 25.0"
+    assert "0.0" not in t.loc[("StrategyQA", "FT I→RO")].tolist()
+
+
+def test_cpu_detail_cost_columns(cpu_board):
+    recs, pts, _ = cpu_board
+    d = leaderboard.leaderboard_detail(recs, pts).set_index(["dataset", "method"])
+    # training minutes: every *_s timing but load, eval, faithfulness (and the tokens_per_s rate)
+    assert d.loc[("strategyqa", "ft_io"), "train_min"] == pytest.approx((60 / 60 + 120 / 60) / 2)
+    assert d.loc[("strategyqa", "ft_iro"), "train_min"] == pytest.approx(3.0)     # 180 s; 150 + 30 s
+    assert d.loc[("strategyqa", "knife"), "train_min"] == pytest.approx(1.0)      # train + teacher states
+    assert d.loc[("strategyqa", "scott"), "train_min"] == pytest.approx(5.0)      # teacher decoding + train
+    assert d.loc[("strategyqa", "ft_io"), "gen_tokens"] == 0.0
+    assert d.loc[("strategyqa", "ft_io"), "scored_tokens"] == pytest.approx(3.0)      # (2 + 4) / 2 seeds
+    assert math.isnan(d.loc[("strategyqa", "ft_iro"), "gen_tokens"])
+    t = leaderboard.detail_table(d.reset_index()).set_index(["dataset", "method"])
+    tok = "tokens / question: generated + scored"
+    assert (t.loc[("StrategyQA", "FT I→O"), "train min"], t.loc[("StrategyQA", "FT I→O"), tok]) == ("1.5", "0.0 + 3.0")
+    assert t.loc[("StrategyQA", "SCOTT"), tok] == "41.5 + 0.0"
+    assert t.loc[("StrategyQA", "FT I→RO"), tok] == ""                  # the record does not store it: blank
+    assert leaderboard.train_minutes({"timings": {"train_s": 90, "eval_s": 600, "total_s": 700}}) == 1.5
+
+
+def test_cpu_missing_points_listed(cpu_board):
+    recs, pts, _ = cpu_board
+    have = {r["run_id"] for r in leaderboard.board_records(recs, pts)}
+    assert len(have) == 7
+    lines = leaderboard.missing_lines(pts, have)
+    assert lines == ["- pending: FT I→O · OpenBookQA (seeds 1)",
+                     "- pending: FT I→RO · OpenBookQA (seeds 0, 1)",
+                     "- pending: KNIFE (In+Out) · StrategyQA (seeds 1)",
+                     "- pending: KNIFE (In+Out) · OpenBookQA (seeds 0, 1)",
+                     "- pending: SCOTT · StrategyQA (seeds 1)",
+                     "- excluded: SCOTT · OpenBookQA (seeds 0, 1): no prompt here"]
+    t = leaderboard.detail_table(leaderboard.leaderboard_detail(recs, pts)).set_index(["dataset", "method"])
+    assert t.loc[("OpenBookQA", "SCOTT"), "accuracy %"] == "excluded"
+    assert t.loc[("OpenBookQA", "FT I→RO"), "accuracy %"] == "not run"
+
+
+def test_cpu_readme_block(cpu_board, tmp_path, monkeypatch):
+    recs, pts, root = cpu_board
+    monkeypatch.setattr(leaderboard, "leaderboard_points", lambda sweep, scale, results_dir=None: pts)
+    text = leaderboard.cpu_readme_block(root / "runs", fig_dir=tmp_path / "figs")
+    assert "| StrategyQA | FT I→RO | 62.5 ± 17.7 (n=2) | +25.0 [" in text
+    assert "7 of 14 points have a committed record (2 excluded)" in text
+    assert "- excluded: SCOTT · OpenBookQA (seeds 0, 1): no prompt here" in text and "- pending: SCOTT · StrategyQA (seeds 1)" in text
+    assert f"![accuracy vs LAS, cpu scale]({tmp_path / 'figs' / 'leaderboard_cpu.png'})" in text
+    assert (tmp_path / "figs" / "leaderboard_cpu.png").read_bytes()[:4] == b"\x89PNG"
+    empty = leaderboard.cpu_readme_block(tmp_path / "none", fig_dir=tmp_path / "figs2")
+    assert "No committed record" in empty and "0 of 14 points" in empty and not (tmp_path / "figs2").exists()

@@ -707,3 +707,19 @@ def test_scott_readme_block_and_empty_case(tmp_path):
     assert "perturbed_accuracy: ours 55.0 ± 7.1" in block and "teacher EleutherAI/gpt-neox-20b (20B)" in block
     assert "| 85.0 | 55.0 | 30.0 | 0.0 | 0,1 |" in block                  # own 0.9, 0.8; perturbed 0.5, 0.6: drop 30 points
     assert "SCOTT's: teacher EleutherAI/gpt-neox-20b (20B), student t5-3b (3B). Built from 5 committed records" in block
+
+
+def test_run_records_per_example_and_inference_tokens(tmp_path):
+    "Every test question's prediction (paired tests); tokens generated per question: the text after the forced tag."
+    from knife_repro.tables import correctness
+    from knife_repro.models import load_causal
+    from knife_repro.scott import run
+    rec = run(_smoke_cfg(tmp_path, model="tiny-gpt2", epochs=1, max_train_samples=8, max_eval_samples=6,
+                         max_target_len=24, simulator="tiny-gpt2"))
+    ex = rec["per_example"]
+    assert len(ex) == 6 == rec["metrics"]["n"] and all(e["generation"].startswith("[factual]") for e in ex)
+    assert sum(correctness(rec).values()) / 6 == pytest.approx(rec["metrics"]["accuracy"])
+    _, tok = load_causal("tiny-gpt2", seed=0)
+    want = sum(len(tok(e["generation"][len("[factual]"):].strip(), add_special_tokens=False).input_ids) for e in ex) / 6
+    assert rec["metrics"]["gen_tokens_per_question"] == pytest.approx(want)
+    assert rec["metrics"]["scored_tokens_per_question"] == 0.0
