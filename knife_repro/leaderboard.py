@@ -22,11 +22,11 @@ from .tables import (aggregate, error_line, link_pair, load_records, model_size,
 # %% auto #0
 __all__ = ['LEADERBOARD', 'RATIONALE', 'DATASETS', 'STUDENT', 'BUDGET', 'HELPERS', 'BUDGET_DEFAULTS', 'LEADERBOARD_SWEEP',
            'LB_METRICS', 'LB_EXTRA', 'DATASET_NAMES', 'CHANCE', 'LB_POINT_COLUMNS', 'GEN_TOKENS', 'SCORED_TOKENS',
-           'NOT_TRAINING', 'REFERENCE', 'DETAIL_COLUMNS', 'CPU_LEGEND', 'LB_LEGEND', 'cpu_flags', 'method_flags',
-           'leaderboard_config', 'run_point', 'leaderboard_points', 'leaderboard_runs', 'leaderboard_numbers',
-           'leaderboard_tables', 'write_leaderboard_figure', 'leaderboard_scales', 'train_minutes', 'board_records',
-           'leaderboard_detail', 'detail_table', 'write_las_figure', 'missing_lines', 'cpu_readme_block',
-           'write_leaderboard']
+           'NOT_TRAINING', 'REFERENCE', 'DETAIL_COLUMNS', 'CPU_FIGURE', 'CPU_LEGEND', 'LB_LEGEND', 'cpu_flags',
+           'method_flags', 'leaderboard_config', 'run_point', 'leaderboard_points', 'leaderboard_runs',
+           'leaderboard_numbers', 'leaderboard_tables', 'write_leaderboard_figure', 'leaderboard_scales',
+           'train_minutes', 'board_records', 'leaderboard_detail', 'detail_table', 'write_las_figure', 'missing_lines',
+           'write_cpu_figure', 'cpu_readme_block', 'write_leaderboard']
 
 # %% ../nbs/32_leaderboard.ipynb #981dd1bd
 LEADERBOARD = {"ft_io": "FT I→O", "ft_ior": "FT I→OR", "ft_iro": "FT I→RO", "ft_ir_o": "FT IR→O (oracle)",
@@ -347,30 +347,44 @@ def missing_lines(pts: pd.DataFrame, recorded: set) -> list[str]:
             f": {'; '.join(dict.fromkeys(r for r in g.reason if r))}" if any(g[g.status != "excluded"].reason) else ""))
     return out
 
-def cpu_readme_block(run_dir: str | Path | None = None, sweep: str | Path | None = None,
-                     fig_dir: str | Path | None = None) -> str:
-    """Markdown for the README: the cpu leaderboard built from the records in `run_dir` (default: the committed
-    `records/runs`), the path of its accuracy-vs-LAS figure (written to `fig_dir`, default `records/figures`) and
-    the points without a record (pending vs excluded, with reasons)."""
+CPU_FIGURE = "leaderboard_cpu"
+
+def _cpu_detail(run_dir=None, sweep=None):
+    "(points, the records of the points, their detail table or None): the committed records' cpu leaderboard."
     from knife_repro.tables import RECORDS_DIR, load_records
-    sweep = sweep or LEADERBOARD_SWEEP
-    pts = leaderboard_points(sweep, "cpu")
+    pts = leaderboard_points(sweep or LEADERBOARD_SWEEP, "cpu")
     # the README states what the committed records give, whatever status files this machine has
     pts = pts.assign(status=["excluded" if s == "excluded" else "pending" for s in pts.status],
                      reason=[r if s == "excluded" else "" for r, s in zip(pts.reason, pts.status)])
     recs = board_records(load_records(run_dir or RECORDS_DIR), pts)
+    return pts, recs, (leaderboard_detail(recs, pts) if recs else None)
+
+def _fig_dir(fig_dir) -> Path: return Path(fig_dir) if fig_dir else PROJECT_ROOT / "records" / "figures"
+
+def write_cpu_figure(run_dir: str | Path | None = None, sweep: str | Path | None = None,
+                     fig_dir: str | Path | None = None) -> list[Path]:
+    "Write the cpu leaderboard's accuracy-vs-LAS figure (PNG, SVG) that `cpu_readme_block` points to; [] when nothing to draw."
+    _, _, detail = _cpu_detail(run_dir, sweep)
+    return [] if detail is None else write_las_figure(detail, _fig_dir(fig_dir), CPU_FIGURE)
+
+def cpu_readme_block(run_dir: str | Path | None = None, sweep: str | Path | None = None,
+                     fig_dir: str | Path | None = None) -> str:
+    """Markdown for the README: the cpu leaderboard built from the records in `run_dir` (default: the committed
+    `records/runs`), the path of its accuracy-vs-LAS figure (under `fig_dir`, default `records/figures`; written by
+    `write_cpu_figure`, which `python -m knife_repro.readme` calls: rendering the block writes nothing) and the
+    points without a record (pending vs excluded, with reasons)."""
+    pts, recs, detail = _cpu_detail(run_dir, sweep)
     have = {r["run_id"] for r in recs}
     n_ex = int((pts.status == "excluded").sum())
     L = [f"`cpu` scale: student `{STUDENT['cpu']}` ({model_size(STUDENT['cpu'])}), one budget (`core.CPU_BUDGET`), "
          f"seeds {', '.join(map(str, sorted(set(pts.seed))))}; {len(have)} of {len(pts) - n_ex} points have a committed "
          f"record ({n_ex} excluded). Every point is the per-method cpu table's point (same run id).", ""]
-    if not recs:
+    if detail is None:
         return "\n".join(L + ["No committed record of a leaderboard point yet.", ""] + missing_lines(pts, have))
-    detail = leaderboard_detail(recs, pts)
-    figs = write_las_figure(detail, Path(fig_dir) if fig_dir else PROJECT_ROOT / "records" / "figures", "leaderboard_cpu")
     L += [to_markdown(detail_table(detail)), CPU_LEGEND, ""]
-    if figs:
-        rel = figs[0].relative_to(PROJECT_ROOT) if figs[0].is_relative_to(PROJECT_ROOT) else figs[0]
+    if not detail[detail.acc_n > 0].empty:                   # what write_las_figure draws
+        fig = _fig_dir(fig_dir) / f"{CPU_FIGURE}.png"
+        rel = fig.relative_to(PROJECT_ROOT) if fig.is_relative_to(PROJECT_ROOT) else fig
         L += [f"![accuracy vs LAS, cpu scale]({rel})", ""]
     miss = missing_lines(pts, have)
     return "\n".join(L + (["Points without a committed record:", ""] + miss if miss else ["Every point has a record."]))

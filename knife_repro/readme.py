@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         if old != new: print(f"{p}: generated blocks are stale; run python -m knife_repro.readme"); return 1
         return 0
     if old != new: p.write_text(new)
-    print(f"{p}: {'updated' if old != new else 'up to date'}")
+    from knife_repro import leaderboard
+    figs = leaderboard.write_cpu_figure(a.records)        # the figure the leaderboard block points to
+    print(f"{p}: {'updated' if old != new else 'up to date'}" + (f"; wrote {', '.join(map(str, figs))}" if figs else ""))
     return 0
 
 if __name__ == "__main__" and not hasattr(builtins, "__IPYTHON__"):

@@ -398,6 +398,9 @@ def test_cpu_readme_block(cpu_board, tmp_path, monkeypatch):
     assert "7 of 14 points have a committed record (2 excluded)" in text
     assert "- excluded: SCOTT · OpenBookQA (seeds 0, 1): no prompt here" in text and "- pending: SCOTT · StrategyQA (seeds 1)" in text
     assert f"![accuracy vs LAS, cpu scale]({tmp_path / 'figs' / 'leaderboard_cpu.png'})" in text
-    assert (tmp_path / "figs" / "leaderboard_cpu.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "figs").exists()                      # rendering the block writes nothing ...
+    figs = leaderboard.write_cpu_figure(root / "runs", fig_dir=tmp_path / "figs")    # ... the README rebuild does
+    assert figs[0] == tmp_path / "figs" / "leaderboard_cpu.png" and figs[0].read_bytes()[:4] == b"\x89PNG"
     empty = leaderboard.cpu_readme_block(tmp_path / "none", fig_dir=tmp_path / "figs2")
     assert "No committed record" in empty and "0 of 14 points" in empty and not (tmp_path / "figs2").exists()
+    assert leaderboard.write_cpu_figure(tmp_path / "none", fig_dir=tmp_path / "figs2") == []
