@@ -29,7 +29,7 @@ from .training import TrainOptions, load_weights, pad_collate, save_weights, tra
 
 # %% auto #0
 __all__ = ['SCORES', 'POSITIONS', 'KD', 'KD_OUT', 'KD_IN_LAYERS', 'METHODS', 'VARIANTS', 'TEACHER_FLAGS', 'STUDENT_INIT',
-           'CONFIG', 'DEFAULTS', 'PAD', 'FTR', 'TASK', 'ANSWER', 'LABELS', 'task_text', 'encode_choices',
+           'CONFIG', 'DEFAULTS', 'PAD', 'FTR', 'TASK', 'ANSWER', 'LABELS', 'KNOB_FLAGS', 'task_text', 'encode_choices',
            'choice_collate', 'ChoiceScorer', 'choice_logits', 'cross_mask_of', 'teacher_forward', 'student_forward',
            'masked_mse', 'choice_kl', 'teacher_targets', 'make_student_loss', 'make_teacher_loss', 'weights_hash',
            'data_hash', 'compute_teacher_states', 'teacher_cache_path', 'cached_teacher_states', 'predict_choices',
@@ -37,7 +37,7 @@ __all__ = ['SCORES', 'POSITIONS', 'KD', 'KD_OUT', 'KD_IN_LAYERS', 'METHODS', 'VA
            'causal_task_text', 'encode_causal_choices', 'causal_collate', 'attention_allowed', 'causal_attention_mask',
            'position_ids_of', 'causal_forward', 'full_causal_forward', 'prefix_groups', 'prefix_is_shareable',
            'shared_prefix_forward', 'causal_teacher_forward', 'causal_student_forward', 'label_of', 'results_table',
-           'selection_table', 'cpu_records', 'paired']
+           'selection_table', 'cpu_records', 'paired', 'knob_label', 'knob_records', 'knob_table', 'knob_tests']
 
 # %% ../nbs/20_knife.ipynb #ac545d44
 def task_text(ex: dict, choice: str) -> str:
@@ -766,3 +766,45 @@ def paired(recs: Sequence[dict], a: str, b: str, dataset: str, train_fraction: f
     mine = [r for r in recs if r["config"]["dataset"] == dataset and r["config"]["train_fraction"] == train_fraction]
     t = paired_records(mine, a, b, label_of)
     return {"dataset": dataset, "train_fraction": train_fraction, **t} if t else None
+
+# %% ../nbs/20_knife.ipynb #9b6fa4f8
+KNOB_FLAGS = ("task_weight", "kd_out", "kd_in_layers")
+
+def knob_label(rec: dict) -> str:
+    "A validation record's row in `knob_table`: FT I→O, the teacher, or KNIFE (In+Out) with its non-default knobs."
+    m, f = rec["config"]["method"], rec["config"]["flags"]
+    if m != "knife": return LABELS.get(m, m)
+    changed = [f"{k}={f[k]}" for k in KNOB_FLAGS if f.get(k, DEFAULTS[k]) != DEFAULTS[k]]
+    return LABELS["knife"] + (f" {', '.join(changed)}" if changed else "")
+
+def knob_records(run_dir=None) -> list[dict]:
+    "The validation records at the cpu budget behind `knob_table`: FT I→O, the KNIFE teacher and KNIFE (In+Out) students."
+    from knife_repro.core import CPU_BUDGET
+    from knife_repro.report import load_records
+    keep = lambda r: (r["config"]["method"] in ("ft_io", "knife_teacher", "knife") and r["config"]["train_fraction"] == 1.0
+                      and all(r["config"][k] == CPU_BUDGET[k] for k in ("lr", "epochs", "max_train_samples"))
+                      and (r["config"]["method"] != "knife" or r["config"]["flags"]["kd"] == "in+out"))
+    return [r for r in load_records(run_dir, scale="cpu", report_split="validation") if keep(r)]
+
+def knob_table(run_dir=None) -> "pd.DataFrame":
+    "Validation accuracy per knob (rows) and dataset (columns), with their mean; empty before the records exist."
+    import pandas as pd
+    rows = [{"setting": knob_label(r), "dataset": r["config"]["dataset"], "accuracy": r["metrics"]["accuracy"],
+             "minutes": point_minutes(r)} for r in knob_records(run_dir)]
+    if not rows: return pd.DataFrame()
+    t = pd.DataFrame(rows).pivot_table(index="setting", columns="dataset", values="accuracy")
+    t["mean"] = t.mean(axis=1, skipna=False)
+    first = [LABELS["ft_io"], LABELS["knife_teacher"], LABELS["knife"]]
+    return t.loc[[l for l in first if l in t.index] + sorted(l for l in t.index if l not in first)]
+
+def knob_tests(run_dir=None) -> "pd.DataFrame":
+    "Paired tests (`tables.paired_records`) of every KNIFE knob, and of FT I→O, against the default KNIFE student, per dataset."
+    import pandas as pd
+    from knife_repro.tables import paired_records
+    recs = knob_records(run_dir)
+    out = []
+    for d in sorted({r["config"]["dataset"] for r in recs}):
+        mine = [r for r in recs if r["config"]["dataset"] == d]
+        for a in sorted({knob_label(r) for r in mine} - {LABELS["knife"], LABELS["knife_teacher"]}):
+            if t := paired_records(mine, a, LABELS["knife"], knob_label): out.append({"dataset": d, **t})
+    return pd.DataFrame(out)
