@@ -24,12 +24,13 @@ from .rationales import LETTERS
 from .reranker import LOSS_TYPES
 
 # %% auto #0
-__all__ = ['METHODS', 'KNOWLEDGE_METHODS', 'DOMAINS', 'RATIONALE_SOURCES', 'KARD_PRESETS', 'CONFIG', 'FLAG_DEFAULTS', 'LABELS',
-           'PAIRS', 'KEYS', 'question_text', 'prompt_parts', 'encode_input', 'target_text', 'encode_target',
-           'parse_letter', 'vote', 'fact_rationale', 'pick_rationales', 'training_examples', 'encode_rows', 'gold_ids',
-           'test_passages', 'predict', 'score_after', 'KardConfig', 'knowledge_base', 'cache_dir', 'passage_recall',
-           'run', 'reranker_pairs', 'kard_faithfulness', 'label_of', 'source_of', 'cpu_records', 'point_rows',
-           'cpu_table', 'recall_table', 'paired', 'paired_tests', 'cpu_readme_block']
+__all__ = ['METHODS', 'KNOWLEDGE_METHODS', 'DOMAINS', 'RATIONALE_SOURCES', 'KARD_PRESETS', 'CONFIG', 'FLAG_DEFAULTS',
+           'SELECT_KNOBS', 'LABELS', 'PAIRS', 'KEYS', 'question_text', 'prompt_parts', 'encode_input', 'target_text',
+           'encode_target', 'parse_letter', 'vote', 'fact_rationale', 'pick_rationales', 'training_examples',
+           'encode_rows', 'gold_ids', 'test_passages', 'predict', 'score_after', 'KardConfig', 'knowledge_base',
+           'cache_dir', 'passage_recall', 'run', 'reranker_pairs', 'kard_faithfulness', 'setting_of', 'select_table',
+           'label_of', 'source_of', 'cpu_records', 'point_rows', 'cpu_table', 'recall_table', 'paired', 'paired_tests',
+           'cpu_readme_block']
 
 # %% ../nbs/21_kard.ipynb #6071ff8d
 METHODS = ("kard_ft", "kard_rd", "kard_bm25", "kard_rerank", "kard_oracle")
@@ -141,7 +142,8 @@ def training_examples(examples: Sequence[dict], rationales: dict[str, list[str]]
         else: rows += [{"ex": e, "target": target_text(e, method, r), "rationale": r, "passages": []} for r in rs]
     if method in KNOWLEDGE_METHODS:
         if index is None: raise ValueError(f"method={method!r} needs a knowledge base index")
-        hits = index.search([r["rationale"] for r in rows], k=k_train + exclude_own_fact, progress=False)
+        # excluding the own fact: search deeper, since a knowledge base may hold it twice (OBQA's book + crowd facts)
+        hits = index.search([r["rationale"] for r in rows], k=k_train + 2 * exclude_own_fact, progress=False)
         for r, h in zip(rows, hits):
             ps = [index.texts[i] for i, _ in h]
             if exclude_own_fact:
@@ -437,6 +439,27 @@ def kard_faithfulness(model, tok, cfg: RunConfig, f: dict, train_examples, test,
                                            cfg.max_source_len)
     return rationale_faithfulness(cfg, tok, list(train_examples), test, outputs, forced,
                                   test_outputs=([_rationale(t[0]) for t in out["texts"]], out["preds"]))
+
+# %% ../nbs/21_kard.ipynb #f2604e05
+SELECT_KNOBS = ("n_rationales", "k_train", "k", "max_source_len", "corpus")
+
+def setting_of(rec: dict) -> str:
+    "The knobs of a record that differ from the cpu preset ('preset' when none does)."
+    c = rec["config"]
+    base = KardConfig.defaults() | KARD_PRESETS["cpu"]
+    got = {k: c["flags"][k] if k in c["flags"] else c.get(k) for k in SELECT_KNOBS}   # max_source_len: a run field
+    diff = [f"{k}={v}" for k, v in got.items() if v != base.get(k)]
+    return ", ".join(diff) or "preset"
+
+def select_table(run_dir=None) -> "pd.DataFrame":
+    "Validation accuracy and minutes of the knob-selection runs (seed 0), per dataset, rationale source, method and setting."
+    import pandas as pd
+    from knife_repro.report import load_records
+    recs = [r for r in load_records(run_dir, scale="cpu", report_split="validation") if r["config"]["method"] in METHODS]
+    if not recs: return pd.DataFrame()
+    t = point_rows(recs).assign(setting=[setting_of(r) for r in recs])
+    return (t[["dataset", "source", "method", "setting", "seed", "accuracy", "minutes"]]
+            .sort_values(["dataset", "source", "method", "setting"]).reset_index(drop=True))
 
 # %% ../nbs/21_kard.ipynb #a15f903e
 LABELS = {"kard_ft": "FT", "kard_rd": "RD", "kard_bm25": "KARD (BM25)", "kard_rerank": "KARD (reranker)",

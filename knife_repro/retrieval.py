@@ -160,7 +160,7 @@ class BM25Index:
         return self
 
 # %% ../nbs/07_retrieval.ipynb #d99eb977
-KNOWLEDGE_BASES = ("strategyqa", "openbookqa")
+KNOWLEDGE_BASES = ("strategyqa", "openbookqa", "openbookqa+crowd")
 
 def load_corpus(name: str | Path) -> list[dict]:
     "Passages [{id, text}] of a named knowledge base or a JSONL corpus file."
@@ -170,6 +170,9 @@ def load_corpus(name: str | Path) -> list[dict]:
     if str(name) in ("openbookqa", "obqa"):
         from knife_repro.data.openbookqa import open_book
         return [{"id": f"book-{i}", "text": t} for i, t in enumerate(open_book())]
+    if str(name) in ("openbookqa+crowd", "obqa+crowd"):   # the book and the Additional crowd-sourced facts
+        from knife_repro.data.openbookqa import crowdsourced_facts
+        return load_corpus("openbookqa") + [{"id": f"crowd-{i}", "text": t} for i, t in enumerate(crowdsourced_facts())]
     path = Path(name)
     if not path.is_file():
         raise FileNotFoundError(f"corpus={str(name)!r}: not a known knowledge base ({', '.join(KNOWLEDGE_BASES)}) "

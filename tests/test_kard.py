@@ -359,6 +359,17 @@ def test_own_fact_left_out_of_its_training_passages(source):
     assert sorted(two[0]["passages"]) == sorted(BOOK[1:])                  # both others share a word with the rationale
 
 
+def test_own_fact_left_out_even_when_the_knowledge_base_holds_it_twice():
+    "OBQA's book + crowd-sourced facts repeat some facts: both copies are left out and k_train others remain."
+    ix = BM25Index.build(["The sun is a star.", "the sun is a star", "A star is a large ball of gas",
+                          "the sun rises in the east", "rain is wet"], progress=False)
+    rats, _ = kard.pick_rationales([OBQA_EX], "human", None, 1)
+    left = kard.training_examples([OBQA_EX], rats, "kard_bm25", "openbookqa", ix, k_train=1, exclude_own_fact=True)
+    assert len(left[0]["passages"]) == 1 and left[0]["passages"][0] in ("A star is a large ball of gas", "the sun rises in the east")
+    two = kard.training_examples([OBQA_EX], rats, "kard_bm25", "openbookqa", ix, k_train=2, exclude_own_fact=True)
+    assert sorted(two[0]["passages"]) == ["A star is a large ball of gas", "the sun rises in the east"]
+
+
 def test_file_rationales_keep_only_gold_answers(tmp_path):
     ex = {**EX, "llm_rationales": ["yes because small", "no because big", "yes, tiny"], "llm_answers": [0, 1, 0]}
     rats, used = kard.pick_rationales([ex], "file", tmp_path, 5)

@@ -94,6 +94,17 @@ def test_real_knowledge_bases_sizes():
     assert len(load_corpus("openbookqa")) == 1326
 
 
+def test_openbookqa_crowd_knowledge_base_is_the_book_then_the_crowd_facts():
+    "The book's 1,326 facts keep their ids; the 5,166 non-blank crowd-sourced lines follow, read verbatim from the file."
+    from knife_repro.data.openbookqa import dataset_dir
+    kb, book = load_corpus("openbookqa+crowd"), load_corpus("openbookqa")
+    lines = (dataset_dir("openbookqa") / "Additional" / "crowdsourced-facts.txt").read_text().splitlines()
+    assert kb[:1326] == book and len(kb) == 1326 + sum(bool(l.strip()) for l in lines) == 1326 + 5166
+    assert [p["text"] for p in kb[1326:]] == [l.strip() for l in lines if l.strip()]
+    assert len({p["id"] for p in kb}) == len(kb) and kb[1326]["id"] == "crowd-0"
+    assert "A woodland is another name for a forest" in {p["text"] for p in kb[1326:]}
+
+
 def _bm25s_own(toks, **params):
     import bm25s
     own = bm25s.BM25(**params); own.index(toks, show_progress=False)

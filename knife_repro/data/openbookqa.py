@@ -11,7 +11,8 @@ from pathlib import Path
 from . import DataError, dataset_dir, fetch, iter_jsonl, pick_splits, qa_features, qa_record, read_json, require
 
 # %% auto #0
-__all__ = ['NAME', 'FILES', 'GPT3_FILE', 'SPLITS', 'download', 'open_book', 'gpt3_rationales', 'features', 'load']
+__all__ = ['NAME', 'FILES', 'GPT3_FILE', 'SPLITS', 'download', 'open_book', 'crowdsourced_facts', 'gpt3_rationales', 'features',
+           'load']
 
 # %% ../../nbs/11_openbookqa.ipynb #18f2ec2b
 NAME = "openbookqa"
@@ -97,6 +98,12 @@ def open_book(root: str | Path | None = None) -> list[str]:
     path = dataset_dir(NAME, root) / "Main" / "openbook.txt"
     if not path.is_file(): raise DataError("file not found", path)
     return [l.strip().strip('"') for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+
+def crowdsourced_facts(root: str | Path | None = None) -> list[str]:
+    "The 5,166 crowd-sourced common-knowledge facts of the Additional release (the file's one blank line dropped)."
+    path = dataset_dir(NAME, root) / "Additional" / "crowdsourced-facts.txt"
+    if not path.is_file(): raise DataError("file not found", path)
+    return [l.strip() for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
 
 def gpt3_rationales(root: str | Path | None = None) -> dict[str, list[tuple[str, int]]]:
     "MaRio question text -> [(GPT-3 rationale, predicted answer index)]; {} when the file is absent."
