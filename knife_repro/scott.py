@@ -524,19 +524,25 @@ def _splits(cfg: RunConfig, dd) -> tuple[str, str, list, list, list, list[str]]:
                                 + ("" if cfg.report_split == "validation" else " (no labelled test split)"))
     return sel, rep, tr, dev, test, notes
 
-def run(cfg: RunConfig, force: bool = False) -> dict:
-    "One complete SCOTT run (teacher rationales, student training, evaluation); writes and returns its run record."
+def _start(cfg: RunConfig, force: bool) -> tuple[dict, dict | None, dict, tuple]:
+    "The start every SCOTT run shares: (flags, its finished record or None, timings, `_splits`), seeded; no work if finished."
     from knife_repro.data import load as load_data
-    from knife_repro.models import load_lm
-    if cfg.method not in METHODS: raise ConfigError(f"method={cfg.method!r}: SCOTT handles {METHODS}")
-    if cfg.method == "scott_teacher": return teacher_run(cfg, force)
     f = scott_flags(cfg)
-    if not force and (rec := find_run(cfg)): return rec
+    if not force and (rec := find_run(cfg)): return f, rec, {}, ()
     timings = {}
     seed_everything(cfg.seed)
     with timed(timings, "load_s"):
         dd = load_data(cfg.dataset, **f["data_options"])
-    sel, rep, tr, dev, test, notes = _splits(cfg, dd)
+    return f, None, timings, _splits(cfg, dd)
+
+def run(cfg: RunConfig, force: bool = False) -> dict:
+    "One complete SCOTT run (teacher rationales, student training, evaluation); writes and returns its run record."
+    from knife_repro.models import load_lm
+    if cfg.method not in METHODS: raise ConfigError(f"method={cfg.method!r}: SCOTT handles {METHODS}")
+    if cfg.method == "scott_teacher": return teacher_run(cfg, force)
+    f, rec, timings, splits = _start(cfg, force)
+    if rec: return rec
+    sel, rep, tr, dev, test, notes = splits
     src = f["rationales"]
     with timed(timings, "teacher_s"):
         if src in DECODINGS:
@@ -625,14 +631,9 @@ def teacher_side_metrics(cfg: RunConfig, train: Sequence[dict], test: Sequence[d
 
 def teacher_run(cfg: RunConfig, force: bool = False) -> dict:
     "The teacher-side measures of every decoding (method scott_teacher); writes and returns its run record."
-    from knife_repro.data import load as load_data
-    f = scott_flags(cfg)
-    if not force and (rec := find_run(cfg)): return rec
-    timings = {}
-    seed_everything(cfg.seed)
-    with timed(timings, "load_s"):
-        dd = load_data(cfg.dataset, **f["data_options"])
-    sel, rep, tr, _, test, notes = _splits(cfg, dd)
+    f, rec, timings, splits = _start(cfg, force)
+    if rec: return rec
+    sel, rep, tr, _, test, notes = splits
     load_teacher = _lazy_teacher(f["teacher"])
     metrics = {}
     side = {e["id"]: {"id": e["id"], "question": e["question"], "gold": e["answer"]} for e in test}
