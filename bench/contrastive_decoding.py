@@ -4,9 +4,11 @@ Same teacher (`--teacher`: the offline tiny-gpt2 by default, or a pretrained pre
 smollm2-135m or gemma3-270m, SCOTT's cpu teacher candidates), same SCOTT StrategyQA prompts
 (gold vs wrong answer), same number of new tokens (no stop token, so both produce exactly
 `--tokens` per question), the same torch thread count (`--threads`; 0 leaves torch's default).
-Both must give the same tokens, question by question (checked before timing). Runs alternate
-in order (batched first, then reference first, ...); prints per-repeat ratios, their median
-and the best-of ratio. Usage:
+Both must give the same tokens, question by question (checked before timing). "batched" is
+the kit's default (the few-shot prefix all prompts share encoded once, `share_prefix=True`);
+"whole rows" the same batch with every row encoded whole, to show what each part buys. Runs
+rotate in order; prints per-repeat ratios to the reference, their median and the best-of
+ratio. Usage:
     .venv/bin/python bench/contrastive_decoding.py [--teacher smollm2-135m] [--threads 2] [--batch 16] [--tokens 32] [--repeats 3]
 """
 import argparse
@@ -39,27 +41,33 @@ def main():
     def batched():
         return contrastive_decode(model, tok, P, N, max_new_tokens=a.tokens, stop_ids=[])
 
+    def whole_rows():
+        return contrastive_decode(model, tok, P, N, max_new_tokens=a.tokens, stop_ids=[], share_prefix=False)
+
     def reference():
         return [contrastive_decode_reference(model, tok, p, n, max_new_tokens=a.tokens, stop_ids=[]) for p, n in zip(P, N)]
 
-    got, want = batched(), reference()
-    bad = [i for i, (g, w) in enumerate(zip(got, want)) if g != w]
-    assert not bad, f"batched and reference decoding disagree on questions {bad} (of {len(want)})"
+    want = reference()
+    for name, fn in (("batched", batched), ("whole rows", whole_rows)):
+        bad = [i for i, (g, w) in enumerate(zip(fn(), want)) if g != w]
+        assert not bad, f"{name} and reference decoding disagree on questions {bad} (of {len(want)})"
     n_tok = a.batch * a.tokens
-    ratios, rates = [], {"batched": [], "reference": []}
+    fns = [("batched", batched), ("whole rows", whole_rows), ("reference", reference)]
+    ratios = {"batched": [], "whole rows": []}
+    rates = {name: [] for name, _ in fns}
     for r in range(a.repeats):
-        order = [("batched", batched), ("reference", reference)]
-        if r % 2: order.reverse()
+        order = fns[r % 3:] + fns[:r % 3]
         t = {}
         for name, fn in order:
             t0 = time.perf_counter(); fn(); t[name] = time.perf_counter() - t0
             rates[name].append(n_tok / t[name])
-        ratios.append(t["reference"] / t["batched"])
-        print(f"repeat {r}: batched {n_tok / t['batched']:.0f} tok/s, reference {n_tok / t['reference']:.0f} tok/s, "
-              f"ratio {ratios[-1]:.2f}x")
+        for name in ratios: ratios[name].append(t["reference"] / t[name])
+        print(f"repeat {r}: " + ", ".join(f"{name} {n_tok / t[name]:.0f} tok/s" for name, _ in fns)
+              + f"; ratio batched {ratios['batched'][-1]:.2f}x, whole rows {ratios['whole rows'][-1]:.2f}x")
     print(f"teacher {a.teacher}, batch {a.batch}, {a.tokens} new tokens, torch threads {torch.get_num_threads()}: "
-          f"median ratio {statistics.median(ratios):.2f}x, best {max(ratios):.2f}x; "
-          f"median tok/s batched {statistics.median(rates['batched']):.0f}, reference {statistics.median(rates['reference']):.0f}")
+          f"median ratio batched {statistics.median(ratios['batched']):.2f}x (best {max(ratios['batched']):.2f}x), "
+          f"whole rows {statistics.median(ratios['whole rows']):.2f}x; median tok/s "
+          + ", ".join(f"{name} {statistics.median(v):.0f}" for name, v in rates.items()))
 
 
 if __name__ == "__main__":

@@ -31,10 +31,10 @@ from .training import TrainOptions, train
 # %% auto #0
 __all__ = ['METHODS', 'DECODINGS', 'RATIONALE_SOURCES', 'PROMPT_FILES', 'SCOTT_PRESETS', 'TEACHER_FIELDS', 'CONFIG', 'FLAGS',
            'SMOKE', 'TEACHER_COLUMNS', 'DECODING_LABELS', 'PAPER_TEACHER', 'STUDENT_METRICS', 'STUDENT_KEYS', 'PAIR',
-           'load_prompt', 'teacher_prompt', 'wrong_answer', 'cd_scores', 'stop_token_ids', 'contrastive_decode',
-           'contrastive_decode_reference', 'target_and_contrast', 'decoding_prompts', 'ContrastiveTeacher',
-           'teacher_key', 'teacher_cache_path', 'open_teacher_cache', 'teacher_rationales', 'student_input',
-           'student_prefix', 'prefix_ids', 'encode_student', 'scott_loss', 'pair_counterfactuals',
+           'load_prompt', 'teacher_prompt', 'wrong_answer', 'cd_scores', 'stop_token_ids', 'common_prefix_len',
+           'contrastive_decode', 'contrastive_decode_reference', 'target_and_contrast', 'decoding_prompts',
+           'ContrastiveTeacher', 'teacher_key', 'teacher_cache_path', 'open_teacher_cache', 'teacher_rationales',
+           'student_input', 'student_prefix', 'prefix_ids', 'encode_student', 'scott_loss', 'pair_counterfactuals',
            'CounterfactualPairs', 'explanation_rows', 'student_generate', 'forced_rationale_preds', 'ScottConfig',
            'scott_flags', 'teacher_cache_dir', 'run', 'scott_config', 'teacher_side_metrics', 'teacher_run',
            'teacher_table', 'teacher_examples', 'student_label', 'cpu_records', 'student_rows', 'student_table',
@@ -85,12 +85,23 @@ def _strip(ids: list[int], stop: set[int]) -> list[int]:
         if t in stop: return ids[:k]
     return ids
 
+def common_prefix_len(rows: Sequence[Sequence[int]], min_len: int = 8) -> int:
+    "Length of the token prefix all `rows` share, leaving each row at least one token of its own (0 if under `min_len`)."
+    n = min(map(len, rows)) - 1
+    first = rows[0]
+    for r in rows[1:]:
+        k = 0
+        while k < n and r[k] == first[k]: k += 1
+        n = k
+    return n if n >= min_len else 0
+
 @torch.no_grad()
 def contrastive_decode(model, tok, prompts: Sequence[str], contrasts: Sequence[str] | None = None,
                        max_new_tokens: int = 128, stop_ids: Sequence[int] | None = None,
                        stop_on_greedy: bool = True, max_prompt_len: int | None = None,
-                       stop_at_eos: bool = False) -> list[list[int]]:
-    "Batched contrastive (or, without `contrasts`, greedy) decoding; new token ids per prompt, stop token excluded."
+                       stop_at_eos: bool = False, share_prefix: bool = True) -> list[list[int]]:
+    """Batched contrastive (or, without `contrasts`, greedy) decoding; new token ids per prompt, stop token excluded.
+    `share_prefix`: the rows' common token prefix is encoded once and its cache shared (`common_prefix_len`)."""
     model.eval()
     dev = next(model.parameters()).device
     B = len(prompts)
@@ -100,11 +111,20 @@ def contrastive_decode(model, tok, prompts: Sequence[str], contrasts: Sequence[s
     texts = list(prompts) + list(contrasts or [])
     enc = [tok(t, add_special_tokens=False).input_ids for t in texts]
     if max_prompt_len: enc = [e[-max_prompt_len:] for e in enc]
-    W, pad = max(map(len, enc)), tok.pad_token_id if tok.pad_token_id is not None else 0
-    ids = torch.tensor([[pad] * (W - len(e)) + e for e in enc], device=dev)
-    mask = torch.tensor([[0] * (W - len(e)) + [1] * len(e) for e in enc], device=dev)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    L = common_prefix_len(enc) if share_prefix and len(enc) > 1 else 0
+    past = None
+    if L:    # the shared prefix once, its cache repeated over the rows; each row's suffix left-padded after it
+        past = model(input_ids=torch.tensor([enc[0][:L]], device=dev), use_cache=True, logits_to_keep=1).past_key_values
+        if past is None: L = 0                        # a model without a key/value cache: encode whole rows
+        else: past.batch_repeat_interleave(len(enc))
+    suf = [e[L:] for e in enc]
+    W = max(map(len, suf))
+    ids = torch.tensor([[pad] * (W - len(e)) + e for e in suf], device=dev)
+    mask = torch.tensor([[1] * L + [0] * (W - len(e)) + [1] * len(e) for e in suf], device=dev)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, L:]
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True,
+                logits_to_keep=1)
     past, logits, nxt = out.past_key_values, out.logits[:, -1], pos[:, -1:] + 1
     stop_t = torch.tensor(stop, device=dev)
     done = torch.zeros(B, dtype=torch.bool, device=dev)
@@ -118,7 +138,7 @@ def contrastive_decode(model, tok, prompts: Sequence[str], contrasts: Sequence[s
         if stop_on_greedy: hit |= torch.isin(logits[:B].argmax(-1), stop_t)
         length = torch.where(hit & ~done, torch.full_like(length, i), length)
         done |= hit
-        if bool(done.all()): break
+        if bool(done.all()) or i == max_new_tokens - 1: break   # no forward pass for a token never read
         step = (t.repeat(2) if contrasts is not None else t).unsqueeze(-1)
         mask = torch.cat([mask, torch.ones_like(step)], 1)
         out = model(input_ids=step, attention_mask=mask, position_ids=nxt, past_key_values=past, use_cache=True)

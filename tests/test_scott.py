@@ -4,7 +4,7 @@ import torch
 
 from knife_repro.core import ConfigError, RunConfig
 from knife_repro.models import load_causal, load_seq2seq
-from knife_repro.scott import (ContrastiveTeacher, cd_scores, contrastive_decode, contrastive_decode_reference,
+from knife_repro.scott import (ContrastiveTeacher, cd_scores, common_prefix_len, contrastive_decode, contrastive_decode_reference,
                                encode_student, load_prompt, pair_counterfactuals, prefix_ids, scott_flags,
                                scott_loss, student_prefix, teacher_prompt, wrong_answer)
 
@@ -42,31 +42,59 @@ def test_one_step_equals_formula(gpt2):
     assert contrastive_decode(m, tok, [p], None, max_new_tokens=1, stop_ids=[])[0] == [int(z1.argmax())]
 
 
+@pytest.mark.parametrize("share_prefix", [True, False])
 @pytest.mark.parametrize("contrast", ["wrong", "empty", None])
-def test_batched_equals_sequential(gpt2, contrast):
+def test_batched_equals_sequential(gpt2, contrast, share_prefix):
     m, tok = gpt2
     tpl = load_prompt("strategyqa")
     P = [teacher_prompt(tpl, e, e["answer"]) for e in EXS]
     N = None if contrast is None else [teacher_prompt(tpl, e, wrong_answer(e) if contrast == "wrong" else None) for e in EXS]
     lens = {len(tok(p, add_special_tokens=False).input_ids) for p in P}
     assert len(lens) > 1                                   # left padding is exercised
-    batched = contrastive_decode(m, tok, P, N, max_new_tokens=20, stop_ids=[])
+    batched = contrastive_decode(m, tok, P, N, max_new_tokens=20, stop_ids=[], share_prefix=share_prefix)
     seq = [contrastive_decode_reference(m, tok, p, None if N is None else N[i], max_new_tokens=20, stop_ids=[])
            for i, p in enumerate(P)]
     assert batched == seq and all(len(s) == 20 for s in seq)
 
 
-def test_batched_stops_like_sequential(gpt2):
+@pytest.mark.parametrize("share_prefix", [True, False])
+def test_batched_stops_like_sequential(gpt2, share_prefix):
     m, tok = gpt2
     tpl = load_prompt("strategyqa")
     P = [teacher_prompt(tpl, e, e["answer"]) for e in EXS]
     N = [teacher_prompt(tpl, e, wrong_answer(e)) for e in EXS]
     free = contrastive_decode(m, tok, P, N, max_new_tokens=12, stop_ids=[])
     stop = [free[1][3], free[3][5]]                        # make two questions stop at different steps
-    batched = contrastive_decode(m, tok, P, N, max_new_tokens=12, stop_ids=stop)
+    batched = contrastive_decode(m, tok, P, N, max_new_tokens=12, stop_ids=stop, share_prefix=share_prefix)
     seq = [contrastive_decode_reference(m, tok, p, n, max_new_tokens=12, stop_ids=stop) for p, n in zip(P, N)]
     assert batched == seq
     assert len(batched[1]) <= 3 and not any(t in stop for b in batched for t in b)
+
+
+def test_common_prefix_len_by_hand():
+    assert common_prefix_len([[1, 2, 3, 4, 5], [1, 2, 3, 9], [1, 2, 3, 4]], min_len=1) == 3
+    assert common_prefix_len([[1, 2, 3], [1, 2, 3]], min_len=1) == 2      # every row keeps one token of its own
+    assert common_prefix_len([[1, 2, 3], [7, 2, 3]], min_len=1) == 0
+    assert common_prefix_len([[1, 2, 3, 4], [1, 2, 3, 5]], min_len=4) == 0  # under min_len: not worth a pass
+
+
+def test_shared_prefix_is_encoded_once(gpt2):
+    "The demonstrations are encoded once (batch 1); the 2B rows then encode only their own suffixes."
+    m, tok = gpt2
+    tpl = load_prompt("strategyqa")
+    P = [teacher_prompt(tpl, e, e["answer"]) for e in EXS]
+    N = [teacher_prompt(tpl, e, wrong_answer(e)) for e in EXS]
+    enc = [tok(t, add_special_tokens=False).input_ids for t in P + N]
+    L = common_prefix_len(enc)
+    demo = tok(tpl.split("{}")[0], add_special_tokens=False).input_ids
+    assert L >= len(demo) - 2                              # the shared part is (about) the demonstrations and "Q: "
+    shapes = []
+    hook = m.register_forward_pre_hook(lambda mod, args, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    try: contrastive_decode(m, tok, P, N, max_new_tokens=2, stop_ids=[])
+    finally: hook.remove()
+    assert shapes[0] == (1, L)
+    assert shapes[1] == (2 * len(EXS), max(len(e) for e in enc) - L)
+    assert shapes[2] == (2 * len(EXS), 1)
 
 
 def test_counterfactual_loss_masks_every_rationale_token(t5):
