@@ -441,7 +441,7 @@ def kard_faithfulness(model, tok, cfg: RunConfig, f: dict, train_examples, test,
                                   test_outputs=([_rationale(t[0]) for t in out["texts"]], out["preds"]))
 
 # %% ../nbs/21_kard.ipynb #f2604e05
-SELECT_KNOBS = ("n_rationales", "k_train", "k", "max_source_len", "corpus")
+SELECT_KNOBS = ("n_rationales", "k_train", "k", "max_source_len", "corpus", "verifier")
 
 def setting_of(rec: dict) -> str:
     "The knobs of a record that differ from the cpu preset ('preset' when none does)."
