@@ -24,13 +24,13 @@ from .rationales import LETTERS
 from .reranker import LOSS_TYPES
 
 # %% auto #0
-__all__ = ['METHODS', 'KNOWLEDGE_METHODS', 'DOMAINS', 'RATIONALE_SOURCES', 'KARD_PRESETS', 'CONFIG', 'FLAG_DEFAULTS',
-           'SELECT_KNOBS', 'LABELS', 'PAIRS', 'KEYS', 'question_text', 'prompt_parts', 'encode_input', 'target_text',
-           'encode_target', 'parse_letter', 'vote', 'fact_rationale', 'pick_rationales', 'training_examples',
-           'encode_rows', 'gold_ids', 'test_passages', 'predict', 'score_after', 'KardConfig', 'knowledge_base',
-           'cache_dir', 'passage_recall', 'run', 'reranker_pairs', 'kard_faithfulness', 'setting_of', 'select_table',
-           'label_of', 'source_of', 'cpu_records', 'point_rows', 'cpu_table', 'recall_table', 'paired', 'paired_tests',
-           'cpu_readme_block']
+__all__ = ['METHODS', 'KNOWLEDGE_METHODS', 'DOMAINS', 'ANSWER_FORMATS', 'RATIONALE_SOURCES', 'KARD_PRESETS', 'CONFIG',
+           'FLAG_DEFAULTS', 'LABELS', 'PAIRS', 'KEYS', 'SELECT_KNOBS', 'question_text', 'prompt_parts', 'encode_input',
+           'answer_line', 'target_text', 'encode_target', 'parse_letter', 'parse_answer', 'vote', 'fact_rationale',
+           'pick_rationales', 'training_examples', 'encode_rows', 'gold_ids', 'test_passages', 'predict',
+           'answer_options', 'score_after', 'KardConfig', 'knowledge_base', 'cache_dir', 'passage_recall', 'run',
+           'reranker_pairs', 'kard_faithfulness', 'label_of', 'source_of', 'cpu_records', 'point_rows', 'cpu_table',
+           'recall_table', 'paired', 'paired_tests', 'cpu_readme_block', 'setting_of', 'select_table']
 
 # %% ../nbs/21_kard.ipynb #6071ff8d
 METHODS = ("kard_ft", "kard_rd", "kard_bm25", "kard_rerank", "kard_oracle")
@@ -67,14 +67,23 @@ def encode_input(tok, ex: dict, method: str, dataset: str, passages: Sequence[st
     if room < 0: head = head[:max(0, len(head) + room)]; room = 0
     return head + know[:room] + tail + end
 
-def target_text(ex: dict, method: str, rationale: str = "") -> str:
-    "The decoder target: rationale + '\\nAnswer: X', or 'Answer: X' for FT."
-    letter = LETTERS[ex["answer"]]
-    return f"Answer: {letter}" if method == "kard_ft" else f"{rationale.strip()}\nAnswer: {letter}"
+ANSWER_FORMATS = ("letter", "text")
 
-def encode_target(tok, ex: dict, method: str, rationale: str = "", max_len: int = 256, causal: bool = False) -> list[int]:
+def answer_line(ex: dict, answer_format: str = "letter") -> str:
+    "What follows 'Answer: ': the gold option's letter (KARD's) or its text."
+    if answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"answer_format={answer_format!r}: must be one of {', '.join(ANSWER_FORMATS)}")
+    return LETTERS[ex["answer"]] if answer_format == "letter" else ex["choices"][ex["answer"]].strip()
+
+def target_text(ex: dict, method: str, rationale: str = "", answer_format: str = "letter") -> str:
+    "The decoder target: rationale + '\\nAnswer: X', or 'Answer: X' for FT (X: the letter, or the option's text)."
+    a = answer_line(ex, answer_format)
+    return f"Answer: {a}" if method == "kard_ft" else f"{rationale.strip()}\nAnswer: {a}"
+
+def encode_target(tok, ex: dict, method: str, rationale: str = "", max_len: int = 256, causal: bool = False,
+                  answer_format: str = "letter") -> list[int]:
     "Token ids of the target; a long rationale is cut so that '\\nAnswer: X' always survives. `causal`: ' ' + target + EOS."
-    t = target_text(ex, method, rationale)
+    t = target_text(ex, method, rationale, answer_format)
     if method == "kard_ft":
         return causal_target_ids(tok, t, max_len) if causal else tok(t, truncation=True, max_length=max_len).input_ids
     body, answer = t.rsplit("\nAnswer:", 1)
@@ -93,9 +102,23 @@ def parse_letter(text: str, n_choices: int) -> int | None:
     i = LETTERS.index(m[-1])
     return i if i < n_choices else None
 
-def vote(texts: Sequence[str], n_choices: int) -> int | None:
-    "Majority vote over the parsed letters of several generations (ties: the first to reach the count)."
-    letters = [p for p in (parse_letter(t, n_choices) for t in texts) if p is not None]
+def _answer_norm(text: str) -> str:
+    text = re.sub(r"[^\w\s]", " ", text.lower())
+    return " ".join(w for w in text.split() if w not in ("a", "an", "the"))
+
+def parse_answer(text: str, choices: Sequence[str], answer_format: str = "letter") -> int | None:
+    "The option a generation ends in: `parse_letter` (letter), or the option whose normalised text is the text after the last 'Answer:' (text)."
+    if answer_format == "letter": return parse_letter(text, len(choices))
+    if "Answer:" not in text: return None
+    got = _answer_norm(text.rsplit("Answer:", 1)[1].split("\n")[0])
+    hits = [i for i, c in enumerate(choices) if _answer_norm(c) == got]
+    return hits[0] if len(hits) == 1 else None
+
+def vote(texts: Sequence[str], n_choices: int, choices: Sequence[str] | None = None,
+         answer_format: str = "letter") -> int | None:
+    "Majority vote over the parsed answers of several generations (ties: the first to reach the count)."
+    parse = (lambda t: parse_letter(t, n_choices)) if answer_format == "letter" else (lambda t: parse_answer(t, choices, "text"))
+    letters = [p for p in map(parse, texts) if p is not None]
     if not letters: return None
     c = Counter(letters); best = max(c.values())
     return next(l for l in letters if c[l] == best)
@@ -133,13 +156,15 @@ def pick_rationales(examples: Sequence[dict], source: str, cache_dir: Path, n: i
 def _norm(text: str) -> str: return " ".join(text.lower().strip().strip('"').rstrip(".").split())
 
 def training_examples(examples: Sequence[dict], rationales: dict[str, list[str]], method: str, dataset: str,
-                      index=None, k_train: int = 1, exclude_own_fact: bool = False) -> list[dict]:
+                      index=None, k_train: int = 1, exclude_own_fact: bool = False,
+                      answer_format: str = "letter") -> list[dict]:
     "One {ex, target, passages} per kept rationale (per question for FT), with rationale-query knowledge."
     rows = []
     for e in examples:
         rs = rationales.get(str(e["id"])) or []
-        if method == "kard_ft": rows.append({"ex": e, "target": target_text(e, method), "passages": []})
-        else: rows += [{"ex": e, "target": target_text(e, method, r), "rationale": r, "passages": []} for r in rs]
+        if method == "kard_ft": rows.append({"ex": e, "target": target_text(e, method, "", answer_format), "passages": []})
+        else: rows += [{"ex": e, "target": target_text(e, method, r, answer_format), "rationale": r, "passages": []}
+                       for r in rs]
     if method in KNOWLEDGE_METHODS:
         if index is None: raise ValueError(f"method={method!r} needs a knowledge base index")
         # excluding the own fact: search deeper, since a knowledge base may hold it twice (OBQA's book + crowd facts)
@@ -153,10 +178,11 @@ def training_examples(examples: Sequence[dict], rationales: dict[str, list[str]]
     return rows
 
 def encode_rows(tok, rows: Sequence[dict], method: str, dataset: str, max_source_len: int = 512,
-                max_target_len: int = 256, causal: bool = False) -> list[dict]:
+                max_target_len: int = 256, causal: bool = False, answer_format: str = "letter") -> list[dict]:
     "Training rows of the engine: input → target (seq2seq), or prompt + target with labels on the target only (causal)."
     return [lm_row(encode_input(tok, r["ex"], method, dataset, r["passages"], max_source_len, causal),
-                   encode_target(tok, r["ex"], method, r.get("rationale", ""), max_target_len, causal), causal)
+                   encode_target(tok, r["ex"], method, r.get("rationale", ""), max_target_len, causal, answer_format),
+                   causal)
             for r in rows]
 
 # %% ../nbs/21_kard.ipynb #44b9f03c
@@ -184,8 +210,8 @@ def test_passages(examples: Sequence[dict], method: str, index, k: int = 1, kapp
 
 def predict(model, tok, examples: Sequence[dict], method: str, dataset: str, passages: Sequence[Sequence[str]],
             max_source_len: int = 512, max_new_tokens: int = 128, decoding: str = "greedy", n_samples: int = 5,
-            batch_size: int = 16, seed: int = 0) -> dict:
-    "Predicted option indices (None = no valid letter) and the generations (new text only, for either kind of student)."
+            batch_size: int = 16, seed: int = 0, answer_format: str = "letter") -> dict:
+    "Predicted option indices (None = no valid answer) and the generations (new text only, for either kind of student)."
     import torch
     if decoding not in ("greedy", "vote"): raise ValueError(f"decoding={decoding!r}: must be 'greedy' or 'vote'")
     causal = is_causal(model)
@@ -201,18 +227,22 @@ def predict(model, tok, examples: Sequence[dict], method: str, dataset: str, pas
             out = generate(model, tok, ids, max_new_tokens=max_new_tokens, batch_size=len(ids), **kw)
         for j, e in enumerate(chunk):
             t = out[j * ns:(j + 1) * ns]
-            texts.append(t); preds.append(vote(t, len(e["choices"])))
+            texts.append(t); preds.append(vote(t, len(e["choices"]), e["choices"], answer_format))
     return {"preds": preds, "texts": texts, "scored": score_after(model, tok, examples, method, dataset, passages,
-                                                                     [t[0] for t in texts], max_source_len)}
+                                                                     [t[0] for t in texts], max_source_len, answer_format)}
+
+def answer_options(ex: dict, answer_format: str = "letter") -> list[str]:
+    "The strings scored after 'Answer:': the option letters, or the options' texts."
+    return [LETTERS[i] for i in range(len(ex["choices"]))] if answer_format == "letter" else [c.strip() for c in ex["choices"]]
 
 def score_after(model, tok, examples: Sequence[dict], method: str, dataset: str, passages: Sequence[Sequence[str]],
-                generations: Sequence[str], max_source_len: int = 512) -> list[int]:
-    "The option letter the student scores highest after its own (first) generated rationale and '\\nAnswer:'."
+                generations: Sequence[str], max_source_len: int = 512, answer_format: str = "letter") -> list[int]:
+    "The option the student scores highest after its own (first) generated rationale and '\\nAnswer:' (texts: mean log-likelihood)."
     causal = is_causal(model)
     inputs = [encode_input(tok, e, method, dataset, p, max_source_len, causal) for e, p in zip(examples, passages)]
     prefixes = [(g.rsplit("Answer:", 1)[0].rstrip() + "\nAnswer:").lstrip() for g in generations]
-    s = score_choices(model, tok, inputs, [[LETTERS[i] for i in range(len(e["choices"]))] for e in examples],
-                      prefixes=prefixes, eos=False, max_source_len=max_source_len)
+    s = score_choices(model, tok, inputs, [answer_options(e, answer_format) for e in examples],
+                      prefixes=prefixes, eos=False, max_source_len=max_source_len, length_norm=answer_format == "text")
     return [max(range(len(r)), key=r.__getitem__) for r in s]
 
 # %% ../nbs/21_kard.ipynb #d340d65d
@@ -224,7 +254,7 @@ KARD_PRESETS = {
     # throughout (teacher and verifier SmolLM2-135M, the MiniLM reranker for one epoch), sized for <= 20 minutes a
     # point; n_rationales, k and the lengths are checked on validation by sweeps/kard_select.yaml
     "cpu": dict(CPU_BUDGET, teacher="smollm2-135m", teacher_max_new_tokens=128, verifier="smollm2-135m",
-                reranker="minilm", reranker_epochs=1, n_rationales=2, k_train=1, k=1, kappa=20),
+                reranker="minilm", reranker_epochs=1, n_rationales=2, k_train=1, k=1, kappa=20, answer_format="text"),
     "paper": dict(model="google/flan-t5-base", epochs=3, lr=1e-4, scheduler="constant", batch_size=32,
                   max_source_len=512, max_target_len=512),
 }
@@ -249,6 +279,7 @@ class KardConfig(MethodConfig):
     n_samples: int = 5
     corpus: str = ""                # knowledge base: empty for the dataset's (StrategyQA paragraphs, OBQA book), or a JSONL path
     faithfulness: bool = False      # RD and KARD students: also LAS and own-/perturbed-rationale accuracy
+    answer_format: str = "letter"   # letter (KARD's 'Answer: B') | text ('Answer: <the option>': cpu, small LMs)
     data_options: dict = field(default_factory=dict)   # keyword arguments of the dataset's loader
     methods = METHODS
     presets = KARD_PRESETS
@@ -265,6 +296,8 @@ class KardConfig(MethodConfig):
         if self.reranker_loss not in LOSS_TYPES:
             raise ConfigError(f"reranker_loss={self.reranker_loss!r}: must be one of {', '.join(LOSS_TYPES)}")
         if self.decoding not in ("greedy", "vote"): raise ConfigError(f"decoding={self.decoding!r}: must be 'greedy' or 'vote'")
+        if self.answer_format not in ANSWER_FORMATS:
+            raise ConfigError(f"answer_format={self.answer_format!r}: must be one of {', '.join(ANSWER_FORMATS)}")
         if not isinstance(self.data_options, dict): raise ConfigError(f"data_options={self.data_options!r}: must be a mapping")
 
 CONFIG = KardConfig
@@ -344,10 +377,12 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
             rats = filter_rationales(tr, rats, load_lm(f["verifier"], seed=cfg.seed))
         info["rationales_kept"] = sum(map(len, rats.values()))
     own = f["exclude_own_fact"] and used in ("human", "human_answer")
-    rows = training_examples(tr, rats, cfg.method, cfg.dataset, index, int(f["k_train"]), exclude_own_fact=own)
+    rows = training_examples(tr, rats, cfg.method, cfg.dataset, index, int(f["k_train"]), exclude_own_fact=own,
+                             answer_format=f["answer_format"])
     if not rows: raise ValueError(f"no training examples left for {cfg.method} (rationales kept: 0); "
                                   f"use a better verifier or verifier=''")
-    data = encode_rows(tok, rows, cfg.method, cfg.dataset, cfg.max_source_len, cfg.max_target_len, causal)
+    data = encode_rows(tok, rows, cfg.method, cfg.dataset, cfg.max_source_len, cfg.max_target_len, causal,
+                       f["answer_format"])
     info["train_examples"] = len(data)
     with timed(timings, "train_s"):
         res = train({"model": model}, lm_loss, data, cfg,
@@ -360,7 +395,7 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
     with timed(timings, "eval_s"):
         ps = test_passages(test, cfg.method, index, int(f["k"]), int(f["kappa"]), rr)
         out = predict(model, tok, test, cfg.method, cfg.dataset, ps, cfg.max_source_len, cfg.max_target_len,
-                      f["decoding"], int(f["n_samples"]), seed=cfg.seed)
+                      f["decoding"], int(f["n_samples"]), seed=cfg.seed, answer_format=f["answer_format"])
     if index is not None:                  # recall of the annotated evidence (StrategyQA) / the gold fact (OBQA)
         info["evidence_recall"] = passage_recall(test, ps, index)
         if cfg.method == "kard_rerank":    # BM25's own top-k on the same questions, and its top-kappa candidate pool
@@ -433,33 +468,12 @@ def kard_faithfulness(model, tok, cfg: RunConfig, f: dict, train_examples, test,
     def outputs(exs):
         exs = list(exs)
         o = predict(model, tok, exs, cfg.method, cfg.dataset, _passages(exs), cfg.max_source_len, cfg.max_target_len,
-                    f["decoding"], int(f["n_samples"]), seed=cfg.seed)
+                    f["decoding"], int(f["n_samples"]), seed=cfg.seed, answer_format=f["answer_format"])
         return [_rationale(t[0]) for t in o["texts"]], o["preds"]
     forced = lambda exs, rats: score_after(model, tok, exs, cfg.method, cfg.dataset, _passages(exs), rats,
-                                           cfg.max_source_len)
+                                           cfg.max_source_len, f["answer_format"])
     return rationale_faithfulness(cfg, tok, list(train_examples), test, outputs, forced,
                                   test_outputs=([_rationale(t[0]) for t in out["texts"]], out["preds"]))
-
-# %% ../nbs/21_kard.ipynb #f2604e05
-SELECT_KNOBS = ("n_rationales", "k_train", "k", "max_source_len", "corpus", "verifier")
-
-def setting_of(rec: dict) -> str:
-    "The knobs of a record that differ from the cpu preset ('preset' when none does)."
-    c = rec["config"]
-    base = KardConfig.defaults() | KARD_PRESETS["cpu"]
-    got = {k: c["flags"][k] if k in c["flags"] else c.get(k) for k in SELECT_KNOBS}   # max_source_len: a run field
-    diff = [f"{k}={v}" for k, v in got.items() if v != base.get(k)]
-    return ", ".join(diff) or "preset"
-
-def select_table(run_dir=None) -> "pd.DataFrame":
-    "Validation accuracy and minutes of the knob-selection runs (seed 0), per dataset, rationale source, method and setting."
-    import pandas as pd
-    from knife_repro.report import load_records
-    recs = [r for r in load_records(run_dir, scale="cpu", report_split="validation") if r["config"]["method"] in METHODS]
-    if not recs: return pd.DataFrame()
-    t = point_rows(recs).assign(setting=[setting_of(r) for r in recs])
-    return (t[["dataset", "source", "method", "setting", "seed", "accuracy", "minutes"]]
-            .sort_values(["dataset", "source", "method", "setting"]).reset_index(drop=True))
 
 # %% ../nbs/21_kard.ipynb #a15f903e
 LABELS = {"kard_ft": "FT", "kard_rd": "RD", "kard_bm25": "KARD (BM25)", "kard_rerank": "KARD (reranker)",
@@ -580,3 +594,25 @@ def cpu_readme_block(run_dir=None) -> str:
                       f"`reference/paper_numbers.csv`). Built from {len(recs)} committed records.", ""] + rows + lines)
 
 def _notna(v) -> bool: return v is not None and v == v
+
+# %% ../nbs/21_kard.ipynb #f2604e05
+SELECT_KNOBS = ("n_rationales", "k_train", "k", "max_source_len", "corpus", "verifier", "answer_format")
+
+def setting_of(rec: dict) -> str:
+    "The knobs of a record that differ from the cpu preset ('preset' when none does)."
+    c = rec["config"]
+    base = KardConfig.defaults() | KARD_PRESETS["cpu"]
+    flag = KardConfig.defaults()     # a flag missing from an older record had its default then
+    got = {k: c["flags"].get(k, flag[k]) if k in flag else c.get(k) for k in SELECT_KNOBS}   # max_source_len: a run field
+    diff = [f"{k}={v}" for k, v in got.items() if v != base.get(k)]
+    return ", ".join(diff) or "preset"
+
+def select_table(run_dir=None) -> "pd.DataFrame":
+    "Validation accuracy and minutes of the knob-selection runs (seed 0), per dataset, rationale source, method and setting."
+    import pandas as pd
+    from knife_repro.report import load_records
+    recs = [r for r in load_records(run_dir, scale="cpu", report_split="validation") if r["config"]["method"] in METHODS]
+    if not recs: return pd.DataFrame()
+    t = point_rows(recs).assign(setting=[setting_of(r) for r in recs])
+    return (t[["dataset", "source", "method", "setting", "seed", "accuracy", "minutes"]]
+            .sort_values(["dataset", "source", "method", "setting"]).reset_index(drop=True))

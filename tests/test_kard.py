@@ -64,6 +64,46 @@ def test_targets_parse_and_vote():
     assert kard.vote(["junk", "more junk"], 2) is None
 
 
+OB = {"id": "o", "question": "The sun is", "choices": ["cold", "a star", "a planet", "The Star."], "answer": 1}
+
+
+def test_text_answers_target_parse_and_vote():
+    "answer_format='text': the option's text after 'Answer:', read back by normalised exact match (by hand)."
+    assert kard.target_text(OB, "kard_rd", "Stars shine. ", "text") == "Stars shine.\nAnswer: a star"
+    assert kard.target_text(OB, "kard_ft", answer_format="text") == "Answer: a star"
+    assert kard.target_text(EX, "kard_rd", "Small.", "text") == "Small.\nAnswer: " + EX["choices"][EX["answer"]]
+    ob = {**OB, "choices": ["cold", "a star", "a planet", "wet"]}
+    assert kard.parse_answer("Stars shine.\nAnswer: A Star.", ob["choices"], "text") == 1
+    assert kard.parse_answer("Answer: a planet\nQuestion: next one", ob["choices"], "text") == 2   # first line only
+    assert kard.parse_answer("Answer: cold Answer: wet", ob["choices"], "text") == 3                # the last 'Answer:'
+    assert kard.parse_answer("Answer: star light", ob["choices"], "text") is None                    # not an option
+    assert kard.parse_answer("Answer: B", ob["choices"], "text") is None                             # a letter is no text
+    assert kard.parse_answer("no answer line", ob["choices"], "text") is None
+    assert kard.parse_answer("Answer: a star", OB["choices"], "text") is None      # "a star" = "The Star.": ambiguous
+    assert kard.parse_answer("Answer: B", ob["choices"], "letter") == 1            # letter mode = parse_letter
+    assert kard.vote(["Answer: wet", "Answer: cold", "Answer: cold", "Answer: B"], 4, ob["choices"], "text") == 0
+    with pytest.raises(ValueError, match="answer_format"):
+        kard.target_text(OB, "kard_rd", "x", "number")
+
+
+def test_text_answers_scored_by_mean_loglik_of_the_options(monkeypatch):
+    "The forced answer scores the options' texts (length-normalised) after 'rationale\\nAnswer:'; letters stay unnormalised."
+    seen = {}
+    def fake_score(model, tok, inputs, choices, prefixes=None, eos=True, length_norm=False, max_source_len=512, **kw):
+        seen.update(choices=choices, prefixes=prefixes, length_norm=length_norm, eos=eos)
+        return [[0.0, 1.0, 0.5, 0.2] for _ in inputs]
+    monkeypatch.setattr(kard, "score_choices", fake_score)
+    monkeypatch.setattr(kard, "is_causal", lambda m: True)
+    monkeypatch.setattr(kard, "encode_input", lambda *a, **k: [1, 2, 3])
+    ob = {**OB, "choices": ["cold", "a star", "a planet", "wet"]}
+    assert kard.score_after(None, None, [ob], "kard_rd", "openbookqa", [[]], ["Stars shine.\nAnswer: cold"],
+                            answer_format="text") == [1]
+    assert seen == {"choices": [["cold", "a star", "a planet", "wet"]], "prefixes": ["Stars shine.\nAnswer:"],
+                    "length_norm": True, "eos": False}
+    kard.score_after(None, None, [ob], "kard_rd", "openbookqa", [[]], ["Stars shine.\nAnswer: cold"])
+    assert seen["choices"] == [["A", "B", "C", "D"]] and seen["length_norm"] is False
+
+
 def test_bad_input_named():
     with pytest.raises(ValueError, match="method='kard_x'"):
         kard.prompt_parts(EX, "kard_x", "strategyqa")
@@ -221,8 +261,9 @@ def _smoke_cfg(tmp_path, model, **kw):
                                  max_source_len=64, max_target_len=24, verifier="", corpus=_kb(tmp_path), **kw)
 
 
-def test_kard_runs_end_to_end_with_a_causal_student(tmp_path):
-    rec = kard.run(_smoke_cfg(tmp_path, "tiny-gpt2", decoding="vote", n_samples=3))
+@pytest.mark.parametrize("answer_format", ["letter", "text"])
+def test_kard_runs_end_to_end_with_a_causal_student(tmp_path, answer_format):
+    rec = kard.run(_smoke_cfg(tmp_path, "tiny-gpt2", decoding="vote", n_samples=3, answer_format=answer_format))
     assert rec["info"]["student"] == "causal" and rec["info"]["train_examples"] == 8 and rec["metrics"]["n"] == 4
     assert rec["history"] and all(h["loss"] == h["loss"] for h in rec["history"] if "loss" in h)   # finite losses
     assert not any("Question:" in s["output"] for s in rec["samples"])                             # new text only
@@ -289,12 +330,16 @@ def test_cpu_preset_is_the_shared_budget_plus_kards_knobs():
     from knife_repro.models import PRESETS
     assert PRESETS[c.flags["teacher"]].gguf and PRESETS[c.flags["verifier"]].gguf      # pretrained weights, not random
     assert c.flags["gold_rationales_only"] and c.flags["exclude_own_fact"] and c.flags["decoding"] == "greedy"
+    # a 135M student answered "A" to 204 of 206 validation questions with KARD's letters: the cpu answer line is the text
+    assert c.flags["answer_format"] == "text"
+    assert kard.KardConfig.resolve(method="kard_bm25", dataset="strategyqa", scale="paper").flags["answer_format"] == "letter"
 
 
 @pytest.mark.parametrize("bad, name", [(dict(n_rationales=0), "n_rationales"), (dict(kappa="many"), "kappa"),
                                        (dict(reranker_loss="mse"), "reranker_loss"), (dict(decoding="beam"), "decoding"),
                                        (dict(rationale_source="gpt5"), "rationale_source"), (dict(kapa=3), "kapa"),
-                                       (dict(faithfulness="perhaps"), "faithfulness")])
+                                       (dict(faithfulness="perhaps"), "faithfulness"),
+                                       (dict(answer_format="number"), "answer_format")])
 def test_bad_own_flag_raises_config_error_naming_it(bad, name):
     from knife_repro.core import ConfigError
     from knife_repro.train import config_from_args
