@@ -60,6 +60,12 @@ def knife_cpu_block(run_dir: str | Path | None = None) -> str:
     lines += [f"* {p['dataset']}{' (10% of the budget)' if p['train_fraction'] != 1.0 else ''}: {p['A']} − {p['B']} = "
               f"{100 * p['diff']:+.1f} [{100 * p['diff_ci_low']:+.1f}, {100 * p['diff_ci_high']:+.1f}], p = {p['p_mcnemar']:.3g} "
               f"(seeds {p['seeds']}, {p['n_questions']} questions)" for p in tests]
+    knobs = knife.knob_table(run_dir)
+    if len(knobs):
+        lines += ["", "KNIFE's own knobs, tried on the **validation** splits only (seed 0, `sweeps/knife_knobs.yaml`; "
+                  "the test table above uses the defaults), validation accuracy %:", "",
+                  "| setting | " + " | ".join(map(str, knobs.columns)) + " |", "|---|" + "---|" * len(knobs.columns)]
+        lines += [f"| {name} | " + " | ".join(_pct(v) for v in row) + " |" for name, row in knobs.iterrows()]
     model = t.model.iloc[0]; size = t["size"].iloc[0] if "size" in t else ""
     return "\n".join([f"Student and teacher: `{model}` ({size}); KNIFE's paper reports T5-Base/Large. "
                       f"Built from {len(recs)} committed records.", ""] + rows + lines)
