@@ -151,8 +151,8 @@ def perturb_ids(ids: Sequence[int], fraction: float = 0.5, vocab_size: int = 320
 # %% ../nbs/08_faithfulness.ipynb #09a066b3
 FAITHFULNESS = {   # simulator and LAS settings per scale; SCOTT's flags default to these values
     "smoke": dict(simulator="tiny-t5", sim_epochs=10, sim_lr=3e-3, las_train=64, n_boot=1000, perturb_fraction=0.5),
-    "cpu": dict(simulator=CPU_BUDGET["model"], sim_epochs=1, sim_lr=CPU_BUDGET["lr"], las_train=-1, n_boot=1000,
-                perturb_fraction=0.5),   # pretrained: the cpu budget's model and learning rate
+    "cpu": dict(simulator=CPU_BUDGET["model"], sim_epochs=1, sim_lr=CPU_BUDGET["lr"], las_train=200, n_boot=1000,
+                perturb_fraction=0.5),   # pretrained: the cpu budget's model and learning rate; 200 questions: cost
     "paper": dict(simulator="t5-base", sim_epochs=3, sim_lr=1e-4, las_train=-1, n_boot=1000, perturb_fraction=0.5),
 }
 
@@ -192,6 +192,7 @@ def rationale_faithfulness(cfg: RunConfig, tok, train_examples: Sequence[dict], 
                      n_boot=int(s["n_boot"]), epochs=int(s["sim_epochs"]), lr=float(s["sim_lr"]),
                      **({"per_example": sims} if sims is not None else {}))
         metrics.update({k if k.startswith("las") else f"las_{k}": v for k, v in l.items()})
+        metrics["las_train_questions"] = len(las_tr)     # the simulator's training size, kept in the record
     except ValueError as err:
         notes.append(f"LAS not computed: {err}")
     if per_example is not None:

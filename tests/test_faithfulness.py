@@ -80,6 +80,17 @@ def test_rationale_faithfulness_probes_the_forced_rationale():
     assert m["own_rationale_accuracy"] == 1.0 and m["perturbed_accuracy"] == 0.0
     assert seen[1] == [perturb_text(tok, r, 1.0, 3 * 100003 + i) for i, r in enumerate(seen[0])]   # seeded per question
     assert {"las", "las_ci_low", "las_ci_high", "las_n"} <= set(m) and m["las_n"] == 12
+    assert m["las_train_questions"] == 12                  # smoke: las_train=64 caps nothing here
+    m5, _ = rationale_faithfulness(cfg, tok, exs, exs, outputs, None, n_boot=20, sim_epochs=1, las_train=5)
+    assert m5["las_train_questions"] == 5 and m5["las_n"] == 12   # the simulator's subset; LAS still on every test row
+
+
+def test_cpu_simulator_trains_on_200_questions():
+    "One LAS setting at cpu scale for every method: the pretrained budget model, one epoch, 200 training questions."
+    from knife_repro.core import CPU_BUDGET
+    from knife_repro.faithfulness import FAITHFULNESS
+    c = FAITHFULNESS["cpu"]
+    assert (c["simulator"], c["sim_epochs"], c["sim_lr"], c["las_train"]) == (CPU_BUDGET["model"], 1, CPU_BUDGET["lr"], 200)
     m2, notes2 = rationale_faithfulness(cfg, tok, exs, exs, outputs, None, n_boot=20, sim_epochs=1)
     assert "perturbed_accuracy" not in m2 and "las" in m2 and "no perturbed-rationale accuracy" in notes2[-1]
     none = lambda es: (["x"] * len(es), [None] * len(es))
