@@ -83,6 +83,11 @@ def test_rationale_faithfulness_probes_the_forced_rationale():
     assert m["las_train_questions"] == 12                  # smoke: las_train=64 caps nothing here
     m5, _ = rationale_faithfulness(cfg, tok, exs, exs, outputs, None, n_boot=20, sim_epochs=1, las_train=5)
     assert m5["las_train_questions"] == 5 and m5["las_n"] == 12   # the simulator's subset; LAS still on every test row
+    m2, notes2 = rationale_faithfulness(cfg, tok, exs, exs, outputs, None, n_boot=20, sim_epochs=1)
+    assert "perturbed_accuracy" not in m2 and "las" in m2 and "no perturbed-rationale accuracy" in notes2[-1]
+    none = lambda es: (["x"] * len(es), [None] * len(es))
+    m3, notes3 = rationale_faithfulness(cfg, tok, exs, exs, none, None, n_boot=20, sim_epochs=1)
+    assert "las" not in m3 and any("LAS not computed" in n for n in notes3)
 
 
 def test_cpu_simulator_trains_on_200_questions():
@@ -91,11 +96,6 @@ def test_cpu_simulator_trains_on_200_questions():
     from knife_repro.faithfulness import FAITHFULNESS
     c = FAITHFULNESS["cpu"]
     assert (c["simulator"], c["sim_epochs"], c["sim_lr"], c["las_train"]) == (CPU_BUDGET["model"], 1, CPU_BUDGET["lr"], 200)
-    m2, notes2 = rationale_faithfulness(cfg, tok, exs, exs, outputs, None, n_boot=20, sim_epochs=1)
-    assert "perturbed_accuracy" not in m2 and "las" in m2 and "no perturbed-rationale accuracy" in notes2[-1]
-    none = lambda es: (["x"] * len(es), [None] * len(es))
-    m3, notes3 = rationale_faithfulness(cfg, tok, exs, exs, none, None, n_boot=20, sim_epochs=1)
-    assert "las" not in m3 and any("LAS not computed" in n for n in notes3)
 
 
 
