@@ -17,7 +17,7 @@ from .training import TrainOptions, train
 
 # %% auto #0
 __all__ = ['VIEWS', 'FAITHFULNESS', 'las', 'paired_las', 'simulator_input', 'encode_simulator', 'train_simulator', 'simulate',
-           'las_eval', 'perturb_ids', 'perturb_text', 'rationale_faithfulness', 'gold_support']
+           'las_eval', 'perturb_ids', 'perturb_text', 'las_subset', 'rationale_faithfulness', 'gold_support']
 
 # %% ../nbs/08_faithfulness.ipynb #be810b51
 def _las(y, sx, se, sxe) -> tuple[float, float, float, float]:
@@ -165,6 +165,11 @@ def _acc(preds: Sequence, golds: Sequence) -> dict:
     from knife_repro.metrics import accuracy
     return {k: v for k, v in accuracy(preds, golds).items() if k != "n"}
 
+def las_subset(train_examples: Sequence[dict], cfg: RunConfig, las_train: int | None = None) -> list[dict]:
+    "The training questions a LAS simulator learns from: `las_train` of them (None: the scale's), drawn with seed + 1."
+    n = FAITHFULNESS.get(cfg.scale, FAITHFULNESS["paper"])["las_train"] if las_train is None else las_train
+    return list(subsample(train_examples, n, 1.0, cfg.seed + 1))
+
 def rationale_faithfulness(cfg: RunConfig, tok, train_examples: Sequence[dict], test_examples: Sequence[dict],
                            outputs: Callable, forced: Callable | None = None, test_outputs: tuple | None = None,
                            per_example: list | None = None, **settings) -> tuple[dict, list[str]]:
@@ -183,7 +188,7 @@ def rationale_faithfulness(cfg: RunConfig, tok, train_examples: Sequence[dict], 
         metrics.update({f"own_rationale_{k}": v for k, v in _acc(own, golds).items()})
         metrics.update({f"perturbed_{k}": v for k, v in _acc(per_p, golds).items()})
         for d, o, q in zip(per, own, per_p): d.update(own_pred=o, perturbed_pred=q)
-    las_tr = list(subsample(train_examples, s["las_train"], 1.0, cfg.seed + 1))
+    las_tr = las_subset(train_examples, cfg, s["las_train"])
     rows = lambda exs, rs, ps: [{"question": e["question"], "choices": e["choices"], "rationale": r, "y_hat": p}
                                 for e, r, p in zip(exs, rs, ps)]
     sims = [] if per_example is not None else None
@@ -204,7 +209,8 @@ def rationale_faithfulness(cfg: RunConfig, tok, train_examples: Sequence[dict], 
 
 # %% ../nbs/08_faithfulness.ipynb #5eef32d9
 def gold_support(cfg: RunConfig, train_rows: Sequence[dict], test_rows: Sequence[dict], **settings) -> dict:
-    "Rows {question, choices, rationale, answer}: simulator on rationale alone -> gold, and LAS w.r.t. the gold label."
+    """Rows {question, choices, rationale, answer}: simulator on rationale alone -> gold, and LAS w.r.t. the gold label.
+    The simulator learns from every row of `train_rows` (a caller draws them with `las_subset`)."""
     s = {**FAITHFULNESS[cfg.scale], **settings}
     rows = lambda rs: [{"question": r["question"], "choices": r["choices"], "rationale": r["rationale"],
                         "y_hat": r["answer"]} for r in rs]

@@ -651,9 +651,11 @@ def teacher_side_metrics(cfg: RunConfig, train: Sequence[dict], test: Sequence[d
 
 def teacher_run(cfg: RunConfig, force: bool = False) -> dict:
     "The teacher-side measures of every decoding (method scott_teacher); writes and returns its run record."
+    from knife_repro.faithfulness import las_subset
     f, rec, timings, splits = _start(cfg, force)
     if rec: return rec
     sel, rep, tr, _, test, notes = splits
+    tr = las_subset(tr, cfg)     # the simulator's training questions, as every student's LAS draws them
     load_teacher = _lazy_teacher(f["teacher"])
     metrics = {}
     side = {e["id"]: {"id": e["id"], "question": e["question"], "gold": e["answer"]} for e in test}
@@ -670,7 +672,8 @@ def teacher_run(cfg: RunConfig, force: bool = False) -> dict:
         for e in test: side[e["id"]].update({d: Rte[e["id"]][0], f"{d}_tokens": ite["records"][e["id"]]["n_tokens"]})
     metrics["n"] = len(test)
     notes.append(f"simulator {f['simulator']} ({f['sim_epochs']} epochs, lr {f['sim_lr']}) trained per decoding on the "
-                 f"{len(tr)} training questions' rationales with the gold label as target")
+                 f"{len(tr)} training questions' rationales with the gold label as target (faithfulness.las_subset: "
+                 f"only those are decoded here; the students' runs decode the rest of their training questions)")
     write_run_record(cfg, metrics, timings=timings, notes=notes, flags_resolved=dict(f), examples=list(side.values()))
     return find_run(cfg)
 

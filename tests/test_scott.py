@@ -617,6 +617,32 @@ def test_teacher_cache_resumes_and_rebuilds_when_corrupt(markov, tmp_path):
     assert fixed == full and "not teacher rationales" in info["notes"][0]
 
 
+def test_teacher_side_decodes_only_the_simulators_training_questions(tmp_path, monkeypatch):
+    "scott_teacher decodes (and trains the simulator on) `faithfulness.las_subset` of the training questions, every test one."
+    from knife_repro import scott
+    from knife_repro.faithfulness import las_subset
+    seen = []
+    def fake_teacher(f, cfg, examples, load_teacher, decoding=None, counterfactual=False):
+        seen.append((decoding, [e["id"] for e in examples]))
+        return ({e["id"]: ["r"] for e in examples},
+                {"notes": [], "decoded": len(examples), "cached": 0, "seconds": 0.0,
+                 "records": {e["id"]: {"n_tokens": 1, "hit_limit": False} for e in examples}})
+    trained = []
+    def fake_metrics(cfg, train, test, R_train, R_test, meta, f):
+        trained.append([e["id"] for e in train])
+        return {"las_gold": 0.0}
+    monkeypatch.setattr(scott, "_teacher", fake_teacher)
+    monkeypatch.setattr(scott, "teacher_side_metrics", fake_metrics)
+    cfg = scott.ScottConfig.resolve(method="scott_teacher", scale="smoke", dataset="strategyqa", seed=1,
+                                    max_train_samples=100, max_eval_samples=8, output_dir=str(tmp_path))
+    scott.run(cfg)
+    dd = scott._splits(cfg, __import__("knife_repro.data", fromlist=["load"]).load("strategyqa"))
+    want = [e["id"] for e in las_subset(dd[2], cfg)]
+    assert len(dd[2]) == 100 and len(want) == 64                    # smoke: the simulator learns from 64 of the 100
+    assert [ids for d, ids in seen[0::2]] == [want] * 3 and trained == [want] * 3
+    assert all(len(ids) == 8 for d, ids in seen[1::2])             # every reported question
+
+
 def test_teacher_table_from_records():
     from knife_repro.scott import teacher_examples, teacher_table
     def rec(teacher, las_cd):
