@@ -246,13 +246,15 @@ def cli_record(params: dict, output_dir: str | Path = RESULTS_DIR) -> Path | Non
 
 def plan(sw: Sweep, output_dir: str | Path = RESULTS_DIR, force: bool = False, runner: str = "notebook") -> list[dict]:
     """The points with their state: done, failed (will retry), stale (ok, but records gone: will re-run) or pending.
-    With `runner="cli"` a point whose run record exists under `output_dir` (e.g. committed to records/) is done
-    without a status file: the records travel with the repository, the status files do not."""
+    With `runner="cli"` a point is done exactly when the run record of its config *as resolved now* exists under
+    `output_dir` (e.g. committed to records/), status file or not: the records travel with the repository, the
+    status files do not, and a point whose preset changed since its status was written is stale (re-run)."""
     out = []
     for pt in points(sw, output_dir):
         st = read_status(status_path(sw, pt, output_dir))
         if force: state = "pending"
         elif runner == "cli" and cli_record(pt["params"], output_dir): state = "done"
+        elif runner == "cli" and st is not None and st["status"] == "ok": state = "stale"   # a record of an older config
         elif st is None: state = "pending"
         elif st["status"] != "ok": state = "failed"
         else: state = "stale" if missing_records(st, output_dir) != [] else "done"

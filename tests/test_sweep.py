@@ -211,3 +211,23 @@ def test_status_without_records_list_is_stale(tmp_path):
     p = tmp_path / "sweeps" / "s" / f"{st['id']}.json"
     p.write_text(json.dumps({k: v for k, v in st.items() if k != "records"}))
     assert plan(sw, tmp_path)[0]["state"] == "stale"
+
+
+def test_cli_point_is_stale_when_its_preset_changed(tmp_path):
+    "cli runner: done means the record of the config as resolved *now* exists; an ok status listing an older record is stale."
+    from knife_repro.sweep import cli_args, load_sweep, plan, status_path
+    from knife_repro.train import config_from_args
+    f = tmp_path / "s.yaml"
+    f.write_text("notebook: nbs/03_baselines.ipynb\nscale: smoke\ngrid: {method: [ft_io], dataset: [openbookqa]}\n")
+    sw, out = load_sweep(f), tmp_path / "out"
+    (pt,) = plan(sw, out, runner="cli")
+    assert pt["state"] == "pending"
+    old = out / "runs" / "ft_io-openbookqa-tiny-t5-smoke-s0-0123456789ab.json"   # what the point wrote under an older preset
+    old.parent.mkdir(parents=True); old.write_text("{}")
+    p = status_path(sw, pt, out); p.parent.mkdir(parents=True)
+    p.write_text(json.dumps({"id": pt["id"], "params": pt["params"], "status": "ok", "records": [old.relative_to(out).as_posix()]}))
+    assert plan(sw, out)[0]["state"] == "done"                       # the notebook runner trusts its status file
+    assert plan(sw, out, runner="cli")[0]["state"] == "stale"        # the cli runner re-runs it under the current preset
+    cfg = config_from_args(["--set", *cli_args(pt["params"])])[0]
+    (out / "runs" / f"{cfg.run_id}.json").write_text("{}")
+    assert plan(sw, out, runner="cli")[0]["state"] == "done"
