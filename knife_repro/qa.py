@@ -18,7 +18,8 @@ from .training import causal_lm_loss, pad_collate
 # %% auto #0
 __all__ = ['ANSWER_CUE', 'EXPLANATION_CUE', 'CAUSAL_SEP', 'LM_KEYS', 'SMOKE_CAPS', 'parse_answer', 'is_causal',
            'causal_prompt_ids', 'causal_target_ids', 'prompt_ids', 'lm_row', 'score_choices', 'generate',
-           'inference_tokens', 'lm_loss', 'rationale_of', 'subsample', 'caps', 'eval_splits', 'selects', 'dev_cap']
+           'common_prefix_len', 'shared_prefix_generate', 'inference_tokens', 'lm_loss', 'rationale_of', 'subsample',
+           'caps', 'eval_splits', 'selects', 'dev_cap']
 
 # %% ../nbs/03a_qa.ipynb #c641f7ed
 ANSWER_CUE = "So the answer is"
@@ -165,6 +166,38 @@ def generate(model, tok, inputs: Sequence[str | Sequence[int]], max_new_tokens: 
                             for t in tok.batch_decode(g[:, b["input_ids"].shape[1]:], skip_special_tokens=True)]
         else: outs += tok.batch_decode(g, skip_special_tokens=True)
     return outs
+
+def common_prefix_len(rows: Sequence[Sequence[int]], min_len: int = 8) -> int:
+    "Length of the token prefix all `rows` share, leaving each row at least one token of its own (0 if under `min_len`)."
+    n = min(map(len, rows)) - 1
+    first = rows[0]
+    for r in rows[1:]:
+        k = 0
+        while k < n and r[k] == first[k]: k += 1
+        n = k
+    return n if n >= min_len else 0
+
+@torch.no_grad()
+def shared_prefix_generate(model, tok, prompts: Sequence[Sequence[int]], max_new_tokens: int = 64,
+                           share_prefix: bool = True, **gen_kw) -> list[list[int]]:
+    """A causal LM's `generate` (greedy, or `gen_kw`'s sampling) on prompt token ids, new token ids per prompt. The
+    prompts' common prefix (`common_prefix_len`, e.g. few-shot demonstrations) is encoded once and its cache repeated
+    over the rows; each row's own suffix is left-padded *after* it (the mask hides the pads, positions count real tokens)."""
+    model.eval()
+    dev = next(model.parameters()).device
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    L = common_prefix_len(prompts) if share_prefix and len(prompts) > 1 else 0
+    suf = [list(p[L:]) for p in prompts]
+    W = max(map(len, suf))
+    ids = torch.tensor([list(p[:L]) + [pad] * (W - len(x)) + x for p, x in zip(prompts, suf)], device=dev)
+    mask = torch.tensor([[1] * L + [0] * (W - len(x)) + [1] * len(x) for x in suf], device=dev)
+    kw = {"do_sample": False, "pad_token_id": pad, **gen_kw}
+    if L:
+        cache = model(input_ids=ids[:1, :L], use_cache=True).past_key_values
+        if cache is not None:
+            cache.batch_repeat_interleave(len(prompts)); kw["past_key_values"] = cache
+    g = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, **kw)
+    return g[:, ids.shape[1]:].tolist()
 
 # %% ../nbs/03a_qa.ipynb #54e65fbf
 def inference_tokens(tok, generated: Sequence[str | Sequence[str]] | None = None,

@@ -200,7 +200,7 @@ class HFCausalSource:
     "A local causal LM rationalising the gold answer with a prompt template; n samples per question."
     def __init__(self, model: Any, prompt_template: str, n: int = 1, max_new_tokens: int = 128,
                  temperature: float = 0.7, top_p: float = 0.95, batch_size: int = 8, seed: int = 0,
-                 name: str | None = None):
+                 name: str | None = None, share_prefix: bool = True):
         from knife_repro.models import load_causal
         if isinstance(model, (str, Path)):
             self.name = name or f"hf:{model}"
@@ -214,6 +214,7 @@ class HFCausalSource:
         if n < 1: raise RationaleError(f"n={n!r}: must be >= 1")
         self.template, self.n, self.max_new_tokens = prompt_template, n, max_new_tokens
         self.temperature, self.top_p, self.batch_size, self.seed = temperature, top_p, batch_size, seed
+        self.share_prefix = share_prefix
         self.tok.padding_side = "left"
         if self.tok.pad_token is None: self.tok.pad_token = self.tok.eos_token
 
@@ -223,7 +224,7 @@ class HFCausalSource:
 
     def generate(self, examples: list[dict], n: int | None = None) -> list[list[str]]:
         import torch
-        from knife_repro.qa import generate
+        from knife_repro.qa import shared_prefix_generate
         n = n or self.n
         k = 1 if self.temperature == 0 else n
         room = self._context() - self.max_new_tokens
@@ -233,11 +234,13 @@ class HFCausalSource:
         for s in range(0, len(examples), self.batch_size):
             batch = examples[s:s + self.batch_size]
             ids = [self.tok(fill_prompt(self.template, e), add_special_tokens=False).input_ids[-room:] for e in batch]
-            with torch.random.fork_rng(devices=[]):   # one seed per batch: the QA layer's batched `generate`, once
+            rows = [x for x in ids for _ in range(k)]    # k samples per prompt, next to each other
+            with torch.random.fork_rng(devices=[]):   # one seed per batch
                 torch.manual_seed(self.seed + s)
-                texts = generate(self.model, self.tok, ids, self.max_new_tokens, len(batch), strip=False,
-                                 num_return_sequences=k, pad_token_id=self.tok.pad_token_id,
-                                 eos_token_id=self.model.generation_config.eos_token_id, **kw)
+                new = shared_prefix_generate(self.model, self.tok, rows, self.max_new_tokens, self.share_prefix,
+                                             pad_token_id=self.tok.pad_token_id,
+                                             eos_token_id=self.model.generation_config.eos_token_id, **kw)
+            texts = self.tok.batch_decode(new, skip_special_tokens=True)
             for j in range(len(batch)):
                 out.append([t.split("\n\n")[0].strip() for t in texts[j * k:(j + 1) * k]])
         return out

@@ -23,7 +23,7 @@ from .core import (CPU_BUDGET, ConfigError, MethodConfig, RunConfig, data_path, 
                               timed, write_run_record)
 from .faithfulness import FAITHFULNESS, gold_support, rationale_faithfulness
 from .metrics import accuracy
-from .qa import (ANSWER_CUE, CAUSAL_SEP, causal_prompt_ids, dev_cap, eval_splits, generate, inference_tokens, is_causal, lm_loss, lm_row,
+from .qa import (ANSWER_CUE, CAUSAL_SEP, causal_prompt_ids, common_prefix_len, dev_cap, eval_splits, generate, inference_tokens, is_causal, lm_loss, lm_row,
                             parse_answer, prompt_ids, score_choices, subsample)
 from .rationales import RationaleCache, RationaleError, generate_rationales
 from .training import TrainOptions, train
@@ -31,10 +31,10 @@ from .training import TrainOptions, train
 # %% auto #0
 __all__ = ['METHODS', 'DECODINGS', 'RATIONALE_SOURCES', 'PROMPT_FILES', 'SCOTT_PRESETS', 'TEACHER_FIELDS', 'CONFIG', 'FLAGS',
            'SMOKE', 'TEACHER_COLUMNS', 'DECODING_LABELS', 'PAPER_TEACHER', 'STUDENT_METRICS', 'STUDENT_KEYS', 'PAIR',
-           'load_prompt', 'teacher_prompt', 'wrong_answer', 'cd_scores', 'stop_token_ids', 'common_prefix_len',
-           'contrastive_decode', 'contrastive_decode_reference', 'target_and_contrast', 'decoding_prompts',
-           'ContrastiveTeacher', 'teacher_key', 'teacher_cache_path', 'open_teacher_cache', 'teacher_rationales',
-           'student_input', 'student_prefix', 'prefix_ids', 'encode_student', 'scott_loss', 'pair_counterfactuals',
+           'load_prompt', 'teacher_prompt', 'wrong_answer', 'cd_scores', 'stop_token_ids', 'contrastive_decode',
+           'contrastive_decode_reference', 'target_and_contrast', 'decoding_prompts', 'ContrastiveTeacher',
+           'teacher_key', 'teacher_cache_path', 'open_teacher_cache', 'teacher_rationales', 'student_input',
+           'student_prefix', 'prefix_ids', 'encode_student', 'scott_loss', 'pair_counterfactuals',
            'CounterfactualPairs', 'explanation_rows', 'student_generate', 'forced_rationale_preds', 'ScottConfig',
            'scott_flags', 'teacher_cache_dir', 'run', 'scott_config', 'teacher_side_metrics', 'teacher_run',
            'teacher_table', 'teacher_examples', 'student_label', 'cpu_records', 'student_rows', 'student_table',
@@ -84,16 +84,6 @@ def _strip(ids: list[int], stop: set[int]) -> list[int]:
     for k, t in enumerate(ids):
         if t in stop: return ids[:k]
     return ids
-
-def common_prefix_len(rows: Sequence[Sequence[int]], min_len: int = 8) -> int:
-    "Length of the token prefix all `rows` share, leaving each row at least one token of its own (0 if under `min_len`)."
-    n = min(map(len, rows)) - 1
-    first = rows[0]
-    for r in rows[1:]:
-        k = 0
-        while k < n and r[k] == first[k]: k += 1
-        n = k
-    return n if n >= min_len else 0
 
 @torch.no_grad()
 def contrastive_decode(model, tok, prompts: Sequence[str], contrasts: Sequence[str] | None = None,

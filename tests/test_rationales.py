@@ -70,6 +70,24 @@ def test_hf_causal_source_gives_n_per_question_deterministically():
                                seed=0).generate(EXS[:2], 3)
 
 
+@pytest.mark.parametrize("name", ["tiny-gpt2", pytest.param("smollm2-135m", marks=pytest.mark.slow)])
+def test_hf_source_shares_the_demonstrations_prefix_with_the_same_tokens(name):
+    "Greedy rationales are token-for-token those of whole-row decoding; the shared demonstrations are encoded once."
+    from knife_repro.models import load_causal
+    pair = load_causal(name, seed=0)
+    prompt = kard_prompt("strategyqa", shots=1 if name.startswith("tiny") else 5)
+    shared = HFCausalSource(pair, prompt, n=1, max_new_tokens=8, temperature=0, batch_size=3)
+    whole = HFCausalSource(pair, prompt, n=1, max_new_tokens=8, temperature=0, batch_size=3, share_prefix=False)
+    shapes = []
+    hook = pair[0].register_forward_pre_hook(lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    try: got = shared.generate(EXS[:3])
+    finally: hook.remove()
+    assert got == whole.generate(EXS[:3]) and all(len(g) == 1 for g in got)
+    demo = len(pair[1](prompt.split("{question}")[0], add_special_tokens=False).input_ids)
+    assert shapes[0][0] == 1 and shapes[0][1] >= demo - 2      # the demonstrations, once, batch 1
+    assert shapes[1][0] == 3 and shapes[1][1] < shapes[0][1]   # then only each question's own suffix
+
+
 def test_kard_prompt_ends_with_the_gold_letter():
     from knife_repro.rationales import fill_prompt
     p = fill_prompt(kard_prompt("openbookqa", shots=5), {"question": "Q?", "choices": ["a", "b", "c", "d"], "answer": 2})
