@@ -527,7 +527,7 @@ def _splits(cfg: RunConfig, dd) -> tuple[str, str, list, list, list, list[str]]:
     n_dev = SMOKE["dev"] if smoke and cfg.max_eval_samples <= 0 else dev_cap(cfg, n_ev)
     tr = list(subsample(dd["train"], n_tr, cfg.train_fraction, cfg.seed))
     dev = list(subsample(dd[sel], n_dev, 1.0, cfg.seed))
-    test = list(subsample(dd[rep], n_ev, 1.0, cfg.seed))
+    test = list(subsample(dd[rep], n_ev, 1.0, 0))   # capped: the same questions for every seed (paired tests pool seeds)
     notes = [f"train {len(tr)} (of {len(dd['train'])}), model selection on {sel} ({len(dev)}), "
              f"reported on {rep} ({len(test)})"]
     if rep == sel: notes.append(f"{rep} is both the model-selection and the reported split"

@@ -777,3 +777,15 @@ def test_run_records_per_example_and_inference_tokens(tmp_path):
     want = sum(len(tok(e["generation"][len("[factual]"):].strip(), add_special_tokens=False).input_ids) for e in ex) / 6
     assert rec["metrics"]["gen_tokens_per_question"] == pytest.approx(want)
     assert rec["metrics"]["scored_tokens_per_question"] == 0.0
+
+
+def test_capped_test_split_is_the_same_for_every_seed():
+    "CREAK's cpu test cap (a seeded 500): every seed scores the same questions, so the paired tests pool seeds; training differs."
+    from knife_repro import scott
+    from knife_repro.data import load
+    dd = load("strategyqa")
+    cut = lambda seed: scott._splits(scott.ScottConfig.resolve(method="scott", scale="cpu", dataset="strategyqa", seed=seed,
+                                                               max_eval_samples=20, max_train_samples=50), dd)
+    (_, _, tr0, _, te0, _), (_, _, tr1, _, te1, _) = cut(0), cut(1)
+    assert [e["id"] for e in te0] == [e["id"] for e in te1] and len(te0) == 20
+    assert [e["id"] for e in tr0] != [e["id"] for e in tr1]
