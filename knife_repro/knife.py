@@ -37,7 +37,8 @@ __all__ = ['SCORES', 'POSITIONS', 'KD', 'KD_OUT', 'KD_IN_LAYERS', 'METHODS', 'VA
            'causal_task_text', 'encode_causal_choices', 'causal_collate', 'attention_allowed', 'causal_attention_mask',
            'position_ids_of', 'causal_forward', 'full_causal_forward', 'prefix_groups', 'prefix_is_shareable',
            'shared_prefix_forward', 'causal_teacher_forward', 'causal_student_forward', 'label_of', 'results_table',
-           'selection_table', 'cpu_records', 'paired', 'knob_label', 'knob_records', 'knob_table', 'knob_tests']
+           'selection_table', 'cpu_records', 'paired', 'teacher_split_table', 'knob_label', 'knob_records',
+           'knob_table', 'knob_tests']
 
 # %% ../nbs/20_knife.ipynb #ac545d44
 def task_text(ex: dict, choice: str) -> str:
@@ -766,6 +767,40 @@ def paired(recs: Sequence[dict], a: str, b: str, dataset: str, train_fraction: f
     mine = [r for r in recs if r["config"]["dataset"] == dataset and r["config"]["train_fraction"] == train_fraction]
     t = paired_records(mine, a, b, label_of)
     return {"dataset": dataset, "train_fraction": train_fraction, **t} if t else None
+
+# %% ../nbs/20_knife.ipynb #40a8c089
+def teacher_split_table(recs: Sequence[dict], a: str = "KNIFE (In+Out)", b: str = "FT I→O",
+                        train_fraction: float = 1.0) -> "pd.DataFrame":
+    """Per dataset, pooled over the seeds that have `a`, `b` and the teacher: accuracy of `a` and `b` on the test questions
+    the teacher answers right and on those it answers wrong, and how often each picks the teacher's answer."""
+    import pandas as pd
+    by: dict = {}
+    for r in recs:
+        c = r["config"]
+        if c["train_fraction"] != train_fraction or not r.get("per_example"): continue
+        by.setdefault((c["dataset"], c["seed"]), {})[label_of(r)] = {e["id"]: (e["pred"], e["gold"]) for e in r["per_example"]}
+    rows = []
+    for d in sorted({d for d, _ in by}):
+        n = {k: 0 for k in ("right", "wrong", "a_right", "b_right", "a_wrong", "b_wrong", "a_agree", "b_agree", "all")}
+        seeds = []
+        for (dd, s), m in sorted(by.items()):
+            t, x, y = m.get(LABELS["knife_teacher"]), m.get(a), m.get(b)
+            if dd != d or not (t and x and y): continue
+            seeds.append(s)
+            for q in set(t) & set(x) & set(y):
+                ok = t[q][0] == t[q][1]; part = "right" if ok else "wrong"
+                n[part] += 1; n["all"] += 1
+                n[f"a_{part}"] += x[q][0] == x[q][1]; n[f"b_{part}"] += y[q][0] == y[q][1]
+                n["a_agree"] += x[q][0] == t[q][0]; n["b_agree"] += y[q][0] == t[q][0]
+        if not seeds: continue
+        f = lambda k, m: n[k] / n[m] if n[m] else float("nan")
+        rows.append({"dataset": d, "seeds": ",".join(map(str, seeds)), "teacher right (n)": n["right"],
+                     f"{a} | teacher right": f("a_right", "right"), f"{b} | teacher right": f("b_right", "right"),
+                     "teacher wrong (n)": n["wrong"],
+                     f"{a} | teacher wrong": f("a_wrong", "wrong"), f"{b} | teacher wrong": f("b_wrong", "wrong"),
+                     f"{a} picks the teacher's answer": f("a_agree", "all"),
+                     f"{b} picks the teacher's answer": f("b_agree", "all")})
+    return pd.DataFrame(rows)
 
 # %% ../nbs/20_knife.ipynb #9b6fa4f8
 KNOB_FLAGS = ("task_weight", "kd_out", "kd_in_layers")

@@ -60,6 +60,17 @@ def knife_cpu_block(run_dir: str | Path | None = None) -> str:
     lines += [f"* {p['dataset']}{' (10% of the budget)' if p['train_fraction'] != 1.0 else ''}: {p['A']} − {p['B']} = "
               f"{100 * p['diff']:+.1f} [{100 * p['diff_ci_low']:+.1f}, {100 * p['diff_ci_high']:+.1f}], p = {p['p_mcnemar']:.3g} "
               f"(seeds {p['seeds']}, {p['n_questions']} questions)" for p in tests]
+    split = knife.teacher_split_table(recs)
+    if len(split):
+        a, b = "KNIFE (In+Out)", "FT I→O"
+        pick_a, pick_b = f"{a} picks the teacher's answer", f"{b} picks the teacher's answer"
+        lines += ["", "Where KNIFE's answers come from (`knife.teacher_split_table`, test questions pooled over seeds): "
+                  "accuracy % on the questions the teacher (with its FTR) answers right / wrong, and how often each "
+                  "student picks the teacher's answer:", ""]
+        lines += [f"* {x.dataset}: teacher right ({x['teacher right (n)']}): {a} {_pct(x[f'{a} | teacher right'])}, "
+                  f"{b} {_pct(x[f'{b} | teacher right'])}; teacher wrong ({x['teacher wrong (n)']}): "
+                  f"{a} {_pct(x[f'{a} | teacher wrong'])}, {b} {_pct(x[f'{b} | teacher wrong'])}; picks the teacher's "
+                  f"answer: {a} {_pct(x[pick_a])}, {b} {_pct(x[pick_b])}" for _, x in split.iterrows()]
     knobs = knife.knob_table(run_dir)
     if len(knobs):
         lines += ["", "KNIFE's own knobs, tried on the **validation** splits only (seed 0, `sweeps/knife_knobs.yaml`; "

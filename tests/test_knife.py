@@ -715,3 +715,22 @@ def test_knife_records_its_inference_tokens(tmp_path):
     assert len(test) == 8 == m["n"]
     want = sum(len(causal_target_ids(tok, c, 8)) for e in test for c in e["choices"]) / len(test)
     assert m["gen_tokens_per_question"] == 0.0 and m["scored_tokens_per_question"] == pytest.approx(want)
+
+
+def test_teacher_split_table_by_hand():
+    "Accuracy on the questions the teacher gets right / wrong, and agreement with the teacher, pooled over seeds."
+    from knife_repro.knife import teacher_split_table
+    def rec(method, seed, preds, golds):
+        return {"config": {"method": method, "dataset": "toy", "seed": seed, "train_fraction": 1.0, "flags": {"kd": "in+out"}},
+                "per_example": [{"id": str(i), "pred": p, "gold": g} for i, (p, g) in enumerate(zip(preds, golds))]}
+    g = [0, 1, 2, 3]
+    recs = [rec("knife_teacher", 0, [0, 1, 0, 0], g), rec("knife", 0, [0, 1, 0, 3], g), rec("ft_io", 0, [1, 1, 2, 3], g),
+            rec("knife_teacher", 1, [0, 0, 2, 3], g), rec("knife", 1, [0, 0, 2, 0], g), rec("ft_io", 1, [0, 1, 2, 3], g),
+            rec("knife_teacher", 2, [0, 1, 2, 3], g), rec("knife", 2, [0, 1, 2, 3], g)]     # seed 2: no FT, left out
+    t = teacher_split_table(recs).iloc[0]
+    # seed 0: teacher right q0,q1 (KNIFE 2/2, FT 1/2), wrong q2,q3 (KNIFE 1/2, FT 2/2); agree KNIFE 3/4, FT 1/4
+    # seed 1: teacher right q0,q2,q3 (KNIFE 2/3, FT 3/3), wrong q1 (KNIFE 0/1, FT 1/1); agree KNIFE 3/4, FT 3/4
+    assert t.seeds == "0,1" and (t["teacher right (n)"], t["teacher wrong (n)"]) == (5, 3)
+    assert (t["KNIFE (In+Out) | teacher right"], t["FT I→O | teacher right"]) == (4 / 5, 4 / 5)
+    assert (t["KNIFE (In+Out) | teacher wrong"], t["FT I→O | teacher wrong"]) == (1 / 3, 3 / 3)
+    assert (t["KNIFE (In+Out) picks the teacher's answer"], t["FT I→O picks the teacher's answer"]) == (6 / 8, 4 / 8)
