@@ -374,7 +374,8 @@ def run(cfg: RunConfig, force: bool = False) -> dict:
         rats = {i: (v or [])[:int(f["n_rationales"])] for i, v in rats.items()}
         info.update(rationale_source=used, rationales=sum(map(len, rats.values())))
         if rats and f["verifier"]:
-            rats = filter_rationales(tr, rats, load_lm(f["verifier"], seed=cfg.seed))
+            # the verifier reads the answer the way the student writes it: the letter, or the option's text
+            rats = filter_rationales(tr, rats, load_lm(f["verifier"], seed=cfg.seed), answer_as=f["answer_format"])
         info["rationales_kept"] = sum(map(len, rats.values()))
     own = f["exclude_own_fact"] and used in ("human", "human_answer")
     rows = training_examples(tr, rats, cfg.method, cfg.dataset, index, int(f["k_train"]), exclude_own_fact=own,

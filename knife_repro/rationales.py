@@ -310,8 +310,10 @@ def verifier_ids(tok, text: str, max_len: int = 512, causal: bool = False) -> li
     return tok(text).input_ids[-max_len:]     # causal too: the letter is scored right after the cue, no separator
 
 def filter_rationales(examples: Sequence[dict], rationales: dict[str, list[str]], verifier: Any,
-                      answer_as: str = "letter", batch_size: int = 32, max_len: int = 512) -> dict[str, list[str]]:
-    "Keep a rationale only when the verifier, given question + rationale, picks the gold answer."
+                      answer_as: str = "letter", batch_size: int = 32, max_len: int = 512,
+                      length_norm: bool | None = None) -> dict[str, list[str]]:
+    """Keep a rationale only when the verifier, given question + rationale, picks the gold answer: the option letter
+    scored after the cue, or (`answer_as="text"`) the option's text, by mean token log-likelihood unless `length_norm=False`."""
     if answer_as not in ("letter", "text"): raise RationaleError(f"answer_as={answer_as!r}: must be 'letter' or 'text'")
     if max_len < 1: raise RationaleError(f"max_len={max_len!r}: must be >= 1")
     if isinstance(verifier, (str, Path)):
@@ -322,8 +324,9 @@ def filter_rationales(examples: Sequence[dict], rationales: dict[str, list[str]]
         from knife_repro.qa import is_causal, score_choices
         m, tok = verifier
         causal = is_causal(m)
+        norm = answer_as == "text" if length_norm is None else length_norm
         score = lambda xs, cs: score_choices(m, tok, [verifier_ids(tok, x, max_len, causal) for x in xs], cs, eos=False,
-                                             batch_size=batch_size)
+                                             batch_size=batch_size, length_norm=norm)
     rows = [(str(e["id"]), e, r) for e in examples for r in rationales.get(str(e["id"])) or []]
     if not rows: return {str(e["id"]): [] for e in examples}
     cs = [[LETTERS[i] for i in range(len(e["choices"]))] if answer_as == "letter" else list(e["choices"]) for _, e, _ in rows]

@@ -262,6 +262,21 @@ def _smoke_cfg(tmp_path, model, **kw):
 
 
 @pytest.mark.parametrize("answer_format", ["letter", "text"])
+def test_verifier_reads_answers_as_the_student_writes_them(tmp_path, monkeypatch, answer_format):
+    "The run filters its rationales with answer_as = its answer_format (letters, or the options' texts)."
+    import knife_repro.rationales as ra
+    seen = {}
+    def fake_filter(examples, rationales, verifier, answer_as="letter", **kw):
+        seen["answer_as"] = answer_as
+        return rationales
+    monkeypatch.setattr(ra, "filter_rationales", fake_filter)
+    kard.run(RunConfig.from_params(method="kard_rd", dataset="toy", model="tiny-gpt2", scale="smoke", output_dir=str(tmp_path),
+                                   max_train_samples=8, max_eval_samples=4, epochs=1, batch_size=8, lr=1e-4,
+                                   max_source_len=64, max_target_len=24, verifier="tiny-gpt2", answer_format=answer_format))
+    assert seen == {"answer_as": answer_format}
+
+
+@pytest.mark.parametrize("answer_format", ["letter", "text"])
 def test_kard_runs_end_to_end_with_a_causal_student(tmp_path, answer_format):
     rec = kard.run(_smoke_cfg(tmp_path, "tiny-gpt2", decoding="vote", n_samples=3, answer_format=answer_format))
     assert rec["info"]["student"] == "causal" and rec["info"]["train_examples"] == 8 and rec["metrics"]["n"] == 4

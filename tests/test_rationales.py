@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from knife_repro.rationales import (FileSource, HFCausalSource, OpenAIChatSource, RationaleCache, RationaleError,
-                                    filter_rationales, generate_rationales, kard_prompt, verifier_input)
+                                    filter_rationales, generate_rationales, kard_prompt, verifier_ids, verifier_input)
 
 EXS = [{"id": f"q{i}", "question": f"Is {i} even?", "choices": ["yes", "no"], "answer": i % 2} for i in range(10)]
 
@@ -170,6 +170,25 @@ def test_filter_with_a_real_verifier_matches_direct_scoring():
     for e in exs:
         s = score_choices(m, tok, [verifier_input(e, r) for r in rats[e["id"]]], [["A", "B"]] * 2, eos=False)
         assert kept[e["id"]] == [r for r, sc in zip(rats[e["id"]], s) if max((0, 1), key=sc.__getitem__) == e["answer"]]
+
+
+def test_filter_reading_option_texts_scores_them_length_normalised():
+    "answer_as='text': the verifier scores each option's text after the cue by its mean token log-likelihood."
+    from knife_repro.qa import score_choices
+    from knife_repro.models import load_causal
+    m, tok = load_causal("tiny-gpt2", seed=3)
+    exs = [{"id": "a", "question": "Which is a star?", "choices": ["the sun", "a very small grey pebble"], "answer": 0},
+           {"id": "b", "question": "Which is wet?", "choices": ["dry sand", "water"], "answer": 1}]
+    rats = {"a": ["The sun is a star.", "Pebbles are rocks."], "b": ["Water is wet."]}
+    ids = lambda e: [verifier_ids(tok, verifier_input(e, r), 512, True) for r in rats[e["id"]]]   # as the filter reads them
+    kept = filter_rationales(exs, rats, (m, tok), answer_as="text")
+    for e in exs:
+        s = score_choices(m, tok, ids(e), [e["choices"]] * len(rats[e["id"]]), eos=False, length_norm=True)
+        assert kept[e["id"]] == [r for r, sc in zip(rats[e["id"]], s) if max((0, 1), key=sc.__getitem__) == e["answer"]]
+    raw = filter_rationales(exs, rats, (m, tok), answer_as="text", length_norm=False)
+    for e in exs:
+        s = score_choices(m, tok, ids(e), [e["choices"]] * len(rats[e["id"]]), eos=False)
+        assert raw[e["id"]] == [r for r, sc in zip(rats[e["id"]], s) if max((0, 1), key=sc.__getitem__) == e["answer"]]
 
 
 # --- fidelity with KARD's released code (issue 16) ---------------------------------------------------------
