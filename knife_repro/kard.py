@@ -614,6 +614,11 @@ def select_table(run_dir=None) -> "pd.DataFrame":
     from knife_repro.report import load_records
     recs = [r for r in load_records(run_dir, scale="cpu", report_split="validation") if r["config"]["method"] in METHODS]
     if not recs: return pd.DataFrame()
-    t = point_rows(recs).assign(setting=[setting_of(r) for r in recs])
-    return (t[["dataset", "source", "method", "setting", "seed", "accuracy", "minutes"]]
+    top = lambda r: max(Counter(e["pred"] for e in r["per_example"]).values()) / len(r["per_example"])
+    t = point_rows(recs).assign(setting=[setting_of(r) for r in recs],
+                                rationales=[(r.get("info") or {}).get("rationales") for r in recs],
+                                kept=[(r.get("info") or {}).get("rationales_kept") for r in recs],
+                                top_answer=[top(r) if r.get("per_example") else None for r in recs])
+    return (t[["dataset", "source", "method", "setting", "seed", "accuracy", "minutes", "rationales", "kept", "top_answer"]]
+            .rename(columns={"top_answer": "top answer"})
             .sort_values(["dataset", "source", "method", "setting"]).reset_index(drop=True))
