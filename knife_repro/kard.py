@@ -602,8 +602,8 @@ SELECT_KNOBS = ("n_rationales", "k_train", "k", "max_source_len", "corpus", "ver
 def setting_of(rec: dict) -> str:
     "The knobs of a record that differ from the cpu preset ('preset' when none does)."
     c = rec["config"]
-    base = KardConfig.defaults() | KARD_PRESETS["cpu"]
     flag = KardConfig.defaults()     # a flag missing from an older record had its default then
+    base = flag | KARD_PRESETS["cpu"]
     got = {k: c["flags"].get(k, flag[k]) if k in flag else c.get(k) for k in SELECT_KNOBS}   # max_source_len: a run field
     diff = [f"{k}={v}" for k, v in got.items() if v != base.get(k)]
     return ", ".join(diff) or "preset"

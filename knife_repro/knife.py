@@ -824,8 +824,8 @@ def knob_records(run_dir=None) -> list[dict]:
 def knob_table(run_dir=None) -> "pd.DataFrame":
     "Validation accuracy per knob (rows) and dataset (columns), with their mean; empty before the records exist."
     import pandas as pd
-    rows = [{"setting": knob_label(r), "dataset": r["config"]["dataset"], "accuracy": r["metrics"]["accuracy"],
-             "minutes": point_minutes(r)} for r in knob_records(run_dir)]
+    rows = [{"setting": knob_label(r), "dataset": r["config"]["dataset"], "accuracy": r["metrics"]["accuracy"]}
+            for r in knob_records(run_dir)]
     if not rows: return pd.DataFrame()
     t = pd.DataFrame(rows).pivot_table(index="setting", columns="dataset", values="accuracy")
     t["mean"] = t.mean(axis=1, skipna=False)

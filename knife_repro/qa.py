@@ -18,8 +18,8 @@ from .training import causal_lm_loss, pad_collate
 # %% auto #0
 __all__ = ['ANSWER_CUE', 'EXPLANATION_CUE', 'CAUSAL_SEP', 'LM_KEYS', 'SMOKE_CAPS', 'parse_answer', 'is_causal',
            'causal_prompt_ids', 'causal_target_ids', 'prompt_ids', 'lm_row', 'score_choices', 'generate',
-           'common_prefix_len', 'shared_prefix_generate', 'inference_tokens', 'lm_loss', 'rationale_of', 'subsample',
-           'caps', 'eval_splits', 'selects', 'dev_cap']
+           'common_prefix_len', 'prefix_shared_batch', 'shared_prefix_generate', 'inference_tokens', 'lm_loss',
+           'rationale_of', 'subsample', 'caps', 'eval_splits', 'selects', 'dev_cap']
 
 # %% ../nbs/03a_qa.ipynb #c641f7ed
 ANSWER_CUE = "So the answer is"
@@ -178,24 +178,35 @@ def common_prefix_len(rows: Sequence[Sequence[int]], min_len: int = 8) -> int:
     return n if n >= min_len else 0
 
 @torch.no_grad()
+def prefix_shared_batch(model, rows: Sequence[Sequence[int]], pad: int, share_prefix: bool = True):
+    """(ids, mask, L, past) of a causal batch whose rows share a prefix of L tokens (`common_prefix_len`): each row is
+    the prefix, then pads, then its own suffix (the mask hides the pads). With L > 0 the prefix is encoded once at
+    batch 1 and its cache repeated over the rows (`past`); L = 0 (plain left padding, no cache) when the rows share too
+    little, `share_prefix` is False or the model keeps no key/value cache."""
+    dev = next(model.parameters()).device
+    L = common_prefix_len(rows) if share_prefix and len(rows) > 1 else 0
+    past = None
+    if L:
+        past = model(input_ids=torch.tensor([list(rows[0][:L])], device=dev), use_cache=True,
+                     logits_to_keep=1).past_key_values
+        if past is None: L = 0
+        else: past.batch_repeat_interleave(len(rows))
+    suf = [list(r[L:]) for r in rows]
+    W = max(map(len, suf))
+    ids = torch.tensor([list(r[:L]) + [pad] * (W - len(x)) + x for r, x in zip(rows, suf)], device=dev)
+    mask = torch.tensor([[1] * L + [0] * (W - len(x)) + [1] * len(x) for x in suf], device=dev)
+    return ids, mask, L, past
+
+@torch.no_grad()
 def shared_prefix_generate(model, tok, prompts: Sequence[Sequence[int]], max_new_tokens: int = 64,
                            share_prefix: bool = True, **gen_kw) -> list[list[int]]:
     """A causal LM's `generate` (greedy, or `gen_kw`'s sampling) on prompt token ids, new token ids per prompt. The
     prompts' common prefix (`common_prefix_len`, e.g. few-shot demonstrations) is encoded once and its cache repeated
     over the rows; each row's own suffix is left-padded *after* it (the mask hides the pads, positions count real tokens)."""
     model.eval()
-    dev = next(model.parameters()).device
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    L = common_prefix_len(prompts) if share_prefix and len(prompts) > 1 else 0
-    suf = [list(p[L:]) for p in prompts]
-    W = max(map(len, suf))
-    ids = torch.tensor([list(p[:L]) + [pad] * (W - len(x)) + x for p, x in zip(prompts, suf)], device=dev)
-    mask = torch.tensor([[1] * L + [0] * (W - len(x)) + [1] * len(x) for x in suf], device=dev)
-    kw = {"do_sample": False, "pad_token_id": pad, **gen_kw}
-    if L:
-        cache = model(input_ids=ids[:1, :L], use_cache=True).past_key_values
-        if cache is not None:
-            cache.batch_repeat_interleave(len(prompts)); kw["past_key_values"] = cache
+    ids, mask, _, past = prefix_shared_batch(model, prompts, pad, share_prefix)
+    kw = {"do_sample": False, "pad_token_id": pad, **gen_kw, **({"past_key_values": past} if past is not None else {})}
     g = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, **kw)
     return g[:, ids.shape[1]:].tolist()
 

@@ -23,7 +23,7 @@ from .core import (CPU_BUDGET, ConfigError, MethodConfig, RunConfig, data_path, 
                               timed, write_run_record)
 from .faithfulness import FAITHFULNESS, gold_support, rationale_faithfulness
 from .metrics import accuracy
-from .qa import (ANSWER_CUE, CAUSAL_SEP, causal_prompt_ids, common_prefix_len, dev_cap, eval_splits, generate, inference_tokens, is_causal, lm_loss, lm_row,
+from .qa import (ANSWER_CUE, CAUSAL_SEP, causal_prompt_ids, common_prefix_len, prefix_shared_batch, dev_cap, eval_splits, generate, inference_tokens, is_causal, lm_loss, lm_row,
                             parse_answer, prompt_ids, score_choices, subsample)
 from .rationales import RationaleCache, RationaleError, generate_rationales
 from .training import TrainOptions, train
@@ -102,18 +102,10 @@ def contrastive_decode(model, tok, prompts: Sequence[str], contrasts: Sequence[s
     enc = [tok(t, add_special_tokens=False).input_ids for t in texts]
     if max_prompt_len: enc = [e[-max_prompt_len:] for e in enc]
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    L = common_prefix_len(enc) if share_prefix and len(enc) > 1 else 0
-    past = None
-    if L:    # the shared prefix once, its cache repeated over the rows; each row's suffix left-padded after it
-        past = model(input_ids=torch.tensor([enc[0][:L]], device=dev), use_cache=True, logits_to_keep=1).past_key_values
-        if past is None: L = 0                        # a model without a key/value cache: encode whole rows
-        else: past.batch_repeat_interleave(len(enc))
-    suf = [e[L:] for e in enc]
-    W = max(map(len, suf))
-    ids = torch.tensor([[pad] * (W - len(e)) + e for e in suf], device=dev)
-    mask = torch.tensor([[1] * L + [0] * (W - len(e)) + [1] * len(e) for e in suf], device=dev)
+    # the shared prefix once, its cache repeated over the rows; each row's suffix left-padded after it
+    ids, mask, L, past = prefix_shared_batch(model, enc, pad, share_prefix)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, L:]
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True,
+    out = model(input_ids=ids[:, L:], attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True,
                 logits_to_keep=1)
     past, logits, nxt = out.past_key_values, out.logits[:, -1], pos[:, -1:] + 1
     stop_t = torch.tensor(stop, device=dev)
