@@ -28,7 +28,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt setup.py
 	$(PIP) --no-deps --no-build-isolation -e . $(QUIET)
 	# the kernel names the venv's real folder: a git worktree whose .venv links to another checkout's venv
 	# must not leave a kernel pointing into the worktree (gone once the worktree is removed)
-	$(realpath $(VENV))/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	"$$(realpath $(VENV))/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
 install: $(STAMP)
