@@ -38,7 +38,7 @@ __all__ = ['SCORES', 'POSITIONS', 'KD', 'KD_OUT', 'KD_IN_LAYERS', 'METHODS', 'VA
            'position_ids_of', 'causal_forward', 'full_causal_forward', 'prefix_groups', 'prefix_is_shareable',
            'shared_prefix_forward', 'causal_teacher_forward', 'causal_student_forward', 'label_of', 'results_table',
            'selection_table', 'cpu_records', 'paired', 'teacher_split_table', 'knob_label', 'knob_records',
-           'knob_table', 'knob_tests']
+           'knob_table', 'knob_tests', 'knob_verdict']
 
 # %% ../nbs/20_knife.ipynb #ac545d44
 def task_text(ex: dict, choice: str) -> str:
@@ -843,3 +843,19 @@ def knob_tests(run_dir=None) -> "pd.DataFrame":
         for a in sorted({knob_label(r) for r in mine} - {LABELS["knife"], LABELS["knife_teacher"]}):
             if t := paired_records(mine, a, LABELS["knife"], knob_label): out.append({"dataset": d, **t})
     return pd.DataFrame(out)
+
+def knob_verdict(knobs: "pd.DataFrame") -> "pd.DataFrame":
+    """Per knob row of `knob_table`: does it beat the default KNIFE student on every dataset column, does it beat
+    FT I→O on every one, and so would it enter the cpu preset (both)? A knob without every dataset's record is not
+    judged yet (left out); empty with fewer than two datasets or without the default's and FT I→O's records."""
+    import pandas as pd
+    cols = [c for c in knobs.columns if c != "mean"]
+    base = [LABELS["knife"], LABELS["ft_io"]]
+    if knobs.empty or len(cols) < 2 or not set(base) <= set(knobs.index) or knobs.loc[base, cols].isna().any(axis=None):
+        return pd.DataFrame(columns=["beats the default on all", "beats FT I→O on all", "enters the preset"])
+    rows = {name: {"beats the default on all": bool((r[cols] > knobs.loc[LABELS["knife"], cols]).all()),
+                   "beats FT I→O on all": bool((r[cols] > knobs.loc[LABELS["ft_io"], cols]).all())}
+            for name, r in knobs.iterrows() if name.startswith(LABELS["knife"] + " ") and r[cols].notna().all()}
+    t = pd.DataFrame.from_dict(rows, orient="index", columns=["beats the default on all", "beats FT I→O on all"])
+    t["enters the preset"] = t["beats the default on all"] & t["beats FT I→O on all"]
+    return t

@@ -77,6 +77,12 @@ def knife_cpu_block(run_dir: str | Path | None = None) -> str:
                   "the test table above uses the defaults), validation accuracy %:", "",
                   "| setting | " + " | ".join(map(str, knobs.columns)) + " |", "|---|" + "---|" * len(knobs.columns)]
         lines += [f"| {name} | " + " | ".join(_pct(v) for v in row) + " |" for name, row in knobs.iterrows()]
+        v = knife.knob_verdict(knobs)
+        if len(v):
+            names = lambda col: ", ".join(f"`{n.removeprefix(knife.LABELS['knife']).strip()}`" for n in v.index[v[col]]) or "none"
+            lines += ["", f"Above the default KNIFE student on both validation splits: {names('beats the default on all')}; "
+                      f"above FT I→O on both: {names('beats FT I→O on all')} (`knife.knob_verdict`: a knob enters the cpu "
+                      f"preset only if both hold; knobs that do: {names('enters the preset')})."]
     model = t.model.iloc[0]; size = t["size"].iloc[0] if "size" in t else ""
     return "\n".join([f"Student and teacher: `{model}` ({size}); KNIFE's paper reports T5-Base/Large. "
                       f"Built from {len(recs)} committed records.", ""] + rows + lines)
