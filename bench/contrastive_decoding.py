@@ -10,7 +10,11 @@ the kit's default (the few-shot prefix all prompts share encoded once, `share_pr
 rotate in order; prints per-repeat ratios to the reference, their median and the best-of
 ratio. Usage:
     .venv/bin/python bench/contrastive_decoding.py [--teacher smollm2-135m] [--threads 2] [--batch 16] [--tokens 32] [--repeats 3]
-"""
+
+`--real-stops`: SCOTT's own stop rule instead (the blank-line separator, `--tokens` the length limit, e.g. 128), so the
+questions stop at different steps, as in a teacher run; then "batched" (finished questions leave the batch, the default
+`prune_finished=True`) is timed against "rows kept" (`prune_finished=False`: finished rows decoded on to the batch's
+last step) and the reference; tokens/s count the tokens each question keeps."""
 import argparse
 import statistics
 import time
@@ -29,6 +33,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--teacher", default="tiny-gpt2", help="a causal preset (tiny-gpt2, smollm2-135m, gemma3-270m) or path")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--real-stops", action="store_true", help="SCOTT's stop rule; compares pruning finished questions")
     a = ap.parse_args()
     if a.threads > 0: torch.set_num_threads(a.threads)
     model, tok = load_causal(a.teacher, seed=0)
@@ -38,22 +43,27 @@ def main():
     P = [teacher_prompt(tpl, e, e["answer"]) for e in exs]
     N = [teacher_prompt(tpl, e, wrong_answer(e)) for e in exs]
 
-    def batched():
-        return contrastive_decode(model, tok, P, N, max_new_tokens=a.tokens, stop_ids=[])
+    stops = None if a.real_stops else []   # None: SCOTT's separator rule; []: no stop, every question runs --tokens
+    other, other_kw = ("rows kept", dict(prune_finished=False)) if a.real_stops else ("whole rows", dict(share_prefix=False))
 
-    def whole_rows():
-        return contrastive_decode(model, tok, P, N, max_new_tokens=a.tokens, stop_ids=[], share_prefix=False)
+    def batched():
+        return contrastive_decode(model, tok, P, N, max_new_tokens=a.tokens, stop_ids=stops)
+
+    def variant():
+        return contrastive_decode(model, tok, P, N, max_new_tokens=a.tokens, stop_ids=stops, **other_kw)
 
     def reference():
-        return [contrastive_decode_reference(model, tok, p, n, max_new_tokens=a.tokens, stop_ids=[]) for p, n in zip(P, N)]
+        return [contrastive_decode_reference(model, tok, p, n, max_new_tokens=a.tokens, stop_ids=stops) for p, n in zip(P, N)]
 
     want = reference()
-    for name, fn in (("batched", batched), ("whole rows", whole_rows)):
+    for name, fn in (("batched", batched), (other, variant)):
         bad = [i for i, (g, w) in enumerate(zip(fn(), want)) if g != w]
         assert not bad, f"{name} and reference decoding disagree on questions {bad} (of {len(want)})"
-    n_tok = a.batch * a.tokens
-    fns = [("batched", batched), ("whole rows", whole_rows), ("reference", reference)]
-    ratios = {"batched": [], "whole rows": []}
+    n_tok = sum(map(len, want))
+    if a.real_stops:
+        print(f"kept tokens per question: {sorted(map(len, want))} (limit {a.tokens})")
+    fns = [("batched", batched), (other, variant), ("reference", reference)]
+    ratios = {"batched": [], other: []}
     rates = {name: [] for name, _ in fns}
     for r in range(a.repeats):
         order = fns[r % 3:] + fns[:r % 3]
@@ -63,10 +73,11 @@ def main():
             rates[name].append(n_tok / t[name])
         for name in ratios: ratios[name].append(t["reference"] / t[name])
         print(f"repeat {r}: " + ", ".join(f"{name} {n_tok / t[name]:.0f} tok/s" for name, _ in fns)
-              + f"; ratio batched {ratios['batched'][-1]:.2f}x, whole rows {ratios['whole rows'][-1]:.2f}x")
-    print(f"teacher {a.teacher}, batch {a.batch}, {a.tokens} new tokens, torch threads {torch.get_num_threads()}: "
+              + f"; ratio batched {ratios['batched'][-1]:.2f}x, {other} {ratios[other][-1]:.2f}x")
+    print(f"teacher {a.teacher}, batch {a.batch}, {'at most ' if a.real_stops else ''}{a.tokens} new tokens, "
+          f"torch threads {torch.get_num_threads()}: "
           f"median ratio batched {statistics.median(ratios['batched']):.2f}x (best {max(ratios['batched']):.2f}x), "
-          f"whole rows {statistics.median(ratios['whole rows']):.2f}x; median tok/s "
+          f"{other} {statistics.median(ratios[other]):.2f}x; median tok/s "
           + ", ".join(f"{name} {statistics.median(v):.0f}" for name, v in rates.items()))
 
 

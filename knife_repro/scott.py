@@ -89,9 +89,11 @@ def _strip(ids: list[int], stop: set[int]) -> list[int]:
 def contrastive_decode(model, tok, prompts: Sequence[str], contrasts: Sequence[str] | None = None,
                        max_new_tokens: int = 128, stop_ids: Sequence[int] | None = None,
                        stop_on_greedy: bool = True, max_prompt_len: int | None = None,
-                       stop_at_eos: bool = False, share_prefix: bool = True) -> list[list[int]]:
+                       stop_at_eos: bool = False, share_prefix: bool = True,
+                       prune_finished: bool = True) -> list[list[int]]:
     """Batched contrastive (or, without `contrasts`, greedy) decoding; new token ids per prompt, stop token excluded.
-    `share_prefix`: the rows' common token prefix is encoded once and its cache shared (`common_prefix_len`)."""
+    `share_prefix`: the rows' common token prefix is encoded once and its cache shared (`common_prefix_len`).
+    `prune_finished`: a question that stops leaves the batch (its cache rows dropped), the others decode on."""
     model.eval()
     dev = next(model.parameters()).device
     B = len(prompts)
@@ -109,24 +111,30 @@ def contrastive_decode(model, tok, prompts: Sequence[str], contrasts: Sequence[s
                 logits_to_keep=1)
     past, logits, nxt = out.past_key_values, out.logits[:, -1], pos[:, -1:] + 1
     stop_t = torch.tensor(stop, device=dev)
-    done = torch.zeros(B, dtype=torch.bool, device=dev)
+    rows = torch.arange(B, device=dev)                      # the questions still in the batch, in batch order
+    done = torch.zeros(B, dtype=torch.bool, device=dev)     # per batch row (all False once finished rows are pruned)
     length = torch.full((B,), max_new_tokens, device=dev)   # tokens kept per question
-    gen = []
+    gen = torch.full((B, max_new_tokens), pad, dtype=torch.long, device=dev)
     for i in range(max_new_tokens):
-        s = cd_scores(logits[:B], logits[B:] if contrasts is not None else None)
+        n = len(rows)
+        s = cd_scores(logits[:n], logits[n:] if contrasts is not None else None)
         t = torch.where(done, torch.full_like(done, pad, dtype=torch.long), s.argmax(-1))
-        gen.append(t)
+        gen[rows, i] = t
         hit = torch.isin(t, stop_t)
-        if stop_on_greedy: hit |= torch.isin(logits[:B].argmax(-1), stop_t)
-        length = torch.where(hit & ~done, torch.full_like(length, i), length)
+        if stop_on_greedy: hit |= torch.isin(logits[:n].argmax(-1), stop_t)
+        length[rows] = torch.where(hit & ~done, torch.full_like(t, i), length[rows])
         done |= hit
         if bool(done.all()) or i == max_new_tokens - 1: break   # no forward pass for a token never read
+        if prune_finished and bool(done.any()):
+            keep = (~done).nonzero().squeeze(-1)
+            both = torch.cat([keep, keep + n]) if contrasts is not None else keep
+            past.batch_select_indices(both)
+            mask, nxt, t, rows, done = mask[both], nxt[both], t[keep], rows[keep], done[keep]
         step = (t.repeat(2) if contrasts is not None else t).unsqueeze(-1)
         mask = torch.cat([mask, torch.ones_like(step)], 1)
         out = model(input_ids=step, attention_mask=mask, position_ids=nxt, past_key_values=past, use_cache=True)
         past, logits, nxt = out.past_key_values, out.logits[:, -1], nxt + 1
-    rows = torch.stack(gen, 1).tolist() if gen else [[] for _ in range(B)]
-    return [r[:n] for r, n in zip(rows, length.tolist())]
+    return [r[:k] for r, k in zip(gen.tolist(), length.tolist())]
 
 # %% ../nbs/22_scott.ipynb #a4c36c3b
 @torch.no_grad()

@@ -57,18 +57,47 @@ def test_batched_equals_sequential(gpt2, contrast, share_prefix):
     assert batched == seq and all(len(s) == 20 for s in seq)
 
 
+@pytest.mark.parametrize("prune", [True, False])
 @pytest.mark.parametrize("share_prefix", [True, False])
-def test_batched_stops_like_sequential(gpt2, share_prefix):
+def test_batched_stops_like_sequential(gpt2, share_prefix, prune):
     m, tok = gpt2
     tpl = load_prompt("strategyqa")
     P = [teacher_prompt(tpl, e, e["answer"]) for e in EXS]
     N = [teacher_prompt(tpl, e, wrong_answer(e)) for e in EXS]
     free = contrastive_decode(m, tok, P, N, max_new_tokens=12, stop_ids=[])
     stop = [free[1][3], free[3][5]]                        # make two questions stop at different steps
-    batched = contrastive_decode(m, tok, P, N, max_new_tokens=12, stop_ids=stop, share_prefix=share_prefix)
+    batched = contrastive_decode(m, tok, P, N, max_new_tokens=12, stop_ids=stop, share_prefix=share_prefix,
+                                 prune_finished=prune)
     seq = [contrastive_decode_reference(m, tok, p, n, max_new_tokens=12, stop_ids=stop) for p, n in zip(P, N)]
     assert batched == seq
     assert len(batched[1]) <= 3 and not any(t in stop for b in batched for t in b)
+
+
+def test_finished_questions_leave_the_batch(gpt2):
+    "Once a question stops, the next forward passes carry its 2 rows (gold and contrast prompt) no more; same tokens."
+    m, tok = gpt2
+    tpl = load_prompt("strategyqa")
+    P = [teacher_prompt(tpl, e, e["answer"]) for e in EXS]
+    N = [teacher_prompt(tpl, e, wrong_answer(e)) for e in EXS]
+    free = contrastive_decode(m, tok, P, N, max_new_tokens=12, stop_ids=[])
+    stop_step = {1: 3, 3: 5}                               # question 1 stops at its 4th token, question 3 at its 6th
+    stop = [free[q][k] for q, k in stop_step.items()]
+    stops = [min([k for k, t in enumerate(f) if t in stop], default=12) for f in free]   # each question's stop step
+    per_q = 2
+    def run(prune):
+        rows = []
+        hook = m.register_forward_pre_hook(lambda mod, args, kw: rows.append(kw["input_ids"].shape[0]), with_kwargs=True)
+        try: out = contrastive_decode(m, tok, P, N, max_new_tokens=12, stop_ids=stop, prune_finished=prune)
+        finally: hook.remove()
+        assert rows[0] == 1 and rows[1] == per_q * len(EXS)  # the shared prefix (batch 1), then every prompt's suffix
+        return out, rows[2:]                                  # the decoding steps' passes
+    pruned, rows = run(True)
+    kept, rows_kept = run(False)
+    assert pruned == kept
+    # the forward pass after step i feeds the questions that have not stopped by step i
+    assert rows == [per_q * sum(s > i for s in stops) for i in range(len(rows))]
+    assert rows_kept == [per_q * len(EXS)] * len(rows_kept) and len(rows) == len(rows_kept)
+    assert min(rows) < per_q * len(EXS)
 
 
 def test_common_prefix_len_by_hand():
