@@ -26,6 +26,22 @@ QS = ["Would a pear sink in water?", "Is the sky blue?", "Could a llama birth tw
 EXS = [dict(id=f"q{i}", question=q, choices=["yes", "no"], answer=i % 2) for i, q in enumerate(QS)]
 
 
+def _prompts(contrast="wrong"):
+    "SCOTT's StrategyQA teacher prompts of EXS: (gold-answer prompts, contrast prompts: wrong answer, empty, or None)."
+    tpl = load_prompt("strategyqa")
+    P = [teacher_prompt(tpl, e, e["answer"]) for e in EXS]
+    if contrast is None: return P, None
+    return P, [teacher_prompt(tpl, e, wrong_answer(e) if contrast == "wrong" else None) for e in EXS]
+
+
+def _forward_inputs(m, fn):
+    "(fn(), the input_ids shape of every forward pass of `m` during it)."
+    shapes = []
+    hook = m.register_forward_pre_hook(lambda mod, args, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    try: return fn(), shapes
+    finally: hook.remove()
+
+
 def test_one_step_equals_formula(gpt2):
     m, tok = gpt2
     tpl = load_prompt("strategyqa")
@@ -46,9 +62,7 @@ def test_one_step_equals_formula(gpt2):
 @pytest.mark.parametrize("contrast", ["wrong", "empty", None])
 def test_batched_equals_sequential(gpt2, contrast, share_prefix):
     m, tok = gpt2
-    tpl = load_prompt("strategyqa")
-    P = [teacher_prompt(tpl, e, e["answer"]) for e in EXS]
-    N = None if contrast is None else [teacher_prompt(tpl, e, wrong_answer(e) if contrast == "wrong" else None) for e in EXS]
+    P, N = _prompts(contrast)
     lens = {len(tok(p, add_special_tokens=False).input_ids) for p in P}
     assert len(lens) > 1                                   # left padding is exercised
     batched = contrastive_decode(m, tok, P, N, max_new_tokens=20, stop_ids=[], share_prefix=share_prefix)
@@ -61,9 +75,7 @@ def test_batched_equals_sequential(gpt2, contrast, share_prefix):
 @pytest.mark.parametrize("share_prefix", [True, False])
 def test_batched_stops_like_sequential(gpt2, share_prefix, prune):
     m, tok = gpt2
-    tpl = load_prompt("strategyqa")
-    P = [teacher_prompt(tpl, e, e["answer"]) for e in EXS]
-    N = [teacher_prompt(tpl, e, wrong_answer(e)) for e in EXS]
+    P, N = _prompts()
     free = contrastive_decode(m, tok, P, N, max_new_tokens=12, stop_ids=[])
     stop = [free[1][3], free[3][5]]                        # make two questions stop at different steps
     batched = contrastive_decode(m, tok, P, N, max_new_tokens=12, stop_ids=stop, share_prefix=share_prefix,
@@ -76,28 +88,24 @@ def test_batched_stops_like_sequential(gpt2, share_prefix, prune):
 def test_finished_questions_leave_the_batch(gpt2):
     "Once a question stops, the next forward passes carry its 2 rows (gold and contrast prompt) no more; same tokens."
     m, tok = gpt2
-    tpl = load_prompt("strategyqa")
-    P = [teacher_prompt(tpl, e, e["answer"]) for e in EXS]
-    N = [teacher_prompt(tpl, e, wrong_answer(e)) for e in EXS]
+    P, N = _prompts()
     free = contrastive_decode(m, tok, P, N, max_new_tokens=12, stop_ids=[])
     stop_step = {1: 3, 3: 5}                               # question 1 stops at its 4th token, question 3 at its 6th
     stop = [free[q][k] for q, k in stop_step.items()]
     stops = [min([k for k, t in enumerate(f) if t in stop], default=12) for f in free]   # each question's stop step
-    per_q = 2
-    def run(prune):
-        rows = []
-        hook = m.register_forward_pre_hook(lambda mod, args, kw: rows.append(kw["input_ids"].shape[0]), with_kwargs=True)
-        try: out = contrastive_decode(m, tok, P, N, max_new_tokens=12, stop_ids=stop, prune_finished=prune)
-        finally: hook.remove()
-        assert rows[0] == 1 and rows[1] == per_q * len(EXS)  # the shared prefix (batch 1), then every prompt's suffix
-        return out, rows[2:]                                  # the decoding steps' passes
+    def run(prune):                                        # (tokens, rows of each decoding step's forward pass)
+        out, shapes = _forward_inputs(m, lambda: contrastive_decode(m, tok, P, N, max_new_tokens=12, stop_ids=stop,
+                                                                    prune_finished=prune))
+        rows = [s[0] for s in shapes]
+        assert rows[0] == 1 and rows[1] == 2 * len(EXS)    # the shared prefix (batch 1), then every prompt's suffix
+        return out, rows[2:]
     pruned, rows = run(True)
     kept, rows_kept = run(False)
     assert pruned == kept
-    # the forward pass after step i feeds the questions that have not stopped by step i
-    assert rows == [per_q * sum(s > i for s in stops) for i in range(len(rows))]
-    assert rows_kept == [per_q * len(EXS)] * len(rows_kept) and len(rows) == len(rows_kept)
-    assert min(rows) < per_q * len(EXS)
+    # the forward pass after step i feeds both prompts of the questions that have not stopped by step i
+    assert rows == [2 * sum(s > i for s in stops) for i in range(len(rows))]
+    assert rows_kept == [2 * len(EXS)] * len(rows_kept) and len(rows) == len(rows_kept)
+    assert min(rows) < 2 * len(EXS)
 
 
 def test_common_prefix_len_by_hand():
@@ -110,17 +118,12 @@ def test_common_prefix_len_by_hand():
 def test_shared_prefix_is_encoded_once(gpt2):
     "The demonstrations are encoded once (batch 1); the 2B rows then encode only their own suffixes."
     m, tok = gpt2
-    tpl = load_prompt("strategyqa")
-    P = [teacher_prompt(tpl, e, e["answer"]) for e in EXS]
-    N = [teacher_prompt(tpl, e, wrong_answer(e)) for e in EXS]
+    P, N = _prompts()
     enc = [tok(t, add_special_tokens=False).input_ids for t in P + N]
     L = common_prefix_len(enc)
-    demo = tok(tpl.split("{}")[0], add_special_tokens=False).input_ids
+    demo = tok(load_prompt("strategyqa").split("{}")[0], add_special_tokens=False).input_ids
     assert L >= len(demo) - 2                              # the shared part is (about) the demonstrations and "Q: "
-    shapes = []
-    hook = m.register_forward_pre_hook(lambda mod, args, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
-    try: contrastive_decode(m, tok, P, N, max_new_tokens=2, stop_ids=[])
-    finally: hook.remove()
+    _, shapes = _forward_inputs(m, lambda: contrastive_decode(m, tok, P, N, max_new_tokens=2, stop_ids=[]))
     assert shapes[0] == (1, L)
     assert shapes[1] == (2 * len(EXS), max(len(e) for e in enc) - L)
     assert shapes[2] == (2 * len(EXS), 1)
